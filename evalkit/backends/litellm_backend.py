@@ -1,0 +1,171 @@
+"""API models through LiteLLM's normal ``acompletion`` path (any provider LiteLLM translates)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from evalkit.backends.base import ChatRequest, Completion
+from evalkit.backends.openai_http import convert_logprobs
+from evalkit.errors import BackendError
+from evalkit.suite import LiteLLMModel
+
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def import_litellm() -> Any:
+    """Import LiteLLM without its start-up fetch of the price map (offline machines hang on it)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.drop_params = False  # never drop a parameter silently: an unsupported one must fail
+    return litellm
+
+
+def _field(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _logprob_entries(choice: Any) -> list[dict[str, Any]]:
+    lp = _field(choice, "logprobs")
+    content = _field(lp, "content") if lp is not None else None
+    entries = []
+    for item in content or []:
+        tops = [{"token": _field(t, "token"), "logprob": _field(t, "logprob")}
+                for t in (_field(item, "top_logprobs") or [])]
+        entries.append({"token": _field(item, "token"), "logprob": _field(item, "logprob"),
+                        "top_logprobs": tops})
+    return entries
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when the chain of causes shows the server could not be reached at all."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, ConnectionRefusedError) or type(current).__name__ == "ConnectError":
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def _as_backend_error(exc: Exception, model: str) -> BackendError:
+    status = getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or getattr(exc, "litellm_response_headers", None)
+    retry_after = None
+    if headers is not None:
+        try:
+            value = headers.get("retry-after")
+            retry_after = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            retry_after = None
+    name = type(exc).__name__
+    message = str(exc).splitlines()[0][:300] if str(exc) else name
+    if _refused(exc):  # LiteLLM reports a refused connection as a 500; it is not the server's answer
+        return BackendError(f"{model}: cannot connect ({message})", retryable=True, kind="connect")
+    if name in ("Timeout",) or "timeout" in name.lower():
+        return BackendError(f"{model}: timed out ({message})", retryable=True, kind="timeout")
+    if name == "APIConnectionError" and status in (None, 500):
+        return BackendError(f"{model}: connection failed ({message})", retryable=True, kind="connection")
+    retryable = status in _RETRYABLE_STATUS or name in ("RateLimitError", "ServiceUnavailableError",
+                                                         "InternalServerError", "BadGatewayError")
+    return BackendError(f"{model}: {name} ({message})", retryable=retryable,
+                        status=status if isinstance(status, int) else None,
+                        retry_after=retry_after, kind="http" if status else "error")
+
+
+class LiteLLMBackend:
+    """Calls ``litellm.acompletion`` with exactly the suite's parameters; LiteLLM does not retry."""
+
+    def __init__(self, name: str, spec: LiteLLMModel, api_key: str | None) -> None:
+        self.name = name
+        self.spec = spec
+        self._api_key = api_key
+        self._litellm = import_litellm()
+
+    def identity(self) -> dict[str, Any]:
+        return {"provider": "litellm", "model": self.spec.model, "api_base": self.spec.api_base,
+                "params": self.spec.params}
+
+    def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.spec.model, **request.params}
+        if self.spec.api_base:
+            kwargs["api_base"] = self.spec.api_base
+        if request.logprobs:
+            kwargs["logprobs"] = True
+            if request.top_logprobs:
+                kwargs["top_logprobs"] = request.top_logprobs
+        if request.stream:
+            kwargs["stream"] = True
+            kwargs["stream_options"] = {"include_usage": True}
+        return kwargs
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        sent = self._kwargs(request)
+        kwargs = dict(sent, messages=request.messages, timeout=request.timeout_s, num_retries=0,
+                      max_retries=0)
+        if self._api_key:
+            kwargs["api_key"] = self._api_key
+        start = time.perf_counter()
+        try:
+            response = await self._litellm.acompletion(**kwargs)
+            if request.stream:
+                completion = await self._read_stream(response, start)
+            else:
+                completion = self._read(response)
+        except BackendError:
+            raise
+        except Exception as exc:  # LiteLLM maps every provider error onto its own exception tree
+            raise _as_backend_error(exc, self.spec.model) from None
+        completion.latency_ms = (time.perf_counter() - start) * 1000.0
+        completion.sent_params = {k: v for k, v in sent.items() if k != "model"}
+        return completion
+
+    @staticmethod
+    def _read(response: Any) -> Completion:
+        choice = response.choices[0]
+        usage = _field(response, "usage")
+        return Completion(text=_field(choice.message, "content") or "",
+                          finish_reason=_field(choice, "finish_reason"),
+                          prompt_tokens=_field(usage, "prompt_tokens"),
+                          completion_tokens=_field(usage, "completion_tokens"),
+                          resolved_model=_field(response, "model"),
+                          logprobs=convert_logprobs(_logprob_entries(choice)))
+
+    @staticmethod
+    async def _read_stream(stream: Any, start: float) -> Completion:
+        parts: list[str] = []
+        entries: list[dict[str, Any]] = []
+        ttft: float | None = None
+        finish = model = None
+        usage: Any = None
+        async for chunk in stream:
+            model = _field(chunk, "model") or model
+            usage = _field(chunk, "usage") or usage
+            for choice in _field(chunk, "choices") or []:
+                piece = _field(_field(choice, "delta"), "content")
+                if piece:
+                    if ttft is None:
+                        ttft = (time.perf_counter() - start) * 1000.0
+                    parts.append(piece)
+                entries.extend(_logprob_entries(choice))
+                finish = _field(choice, "finish_reason") or finish
+        if finish is None:
+            raise BackendError("the stream ended before the answer was complete", retryable=True,
+                               kind="truncated")
+        return Completion(text="".join(parts), finish_reason=finish, ttft_ms=ttft,
+                          prompt_tokens=_field(usage, "prompt_tokens"),
+                          completion_tokens=_field(usage, "completion_tokens"),
+                          resolved_model=model, logprobs=convert_logprobs(entries))
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,85 @@
+"""The one error hierarchy of evalkit.
+
+Only the CLI turns these into one-line messages and exit codes; library code raises them with a
+message that says what to fix (file, line, key, sample id) and never prints.
+
+    EvalkitError                    base: a problem the user can fix, exit code 2
+    ├── ConfigError                 suite YAML, JSON Schema or CLI arguments are wrong
+    ├── DatasetError                dataset file missing, malformed (file:line), duplicate ids
+    ├── TemplateError               a prompt or target template fails for a sample
+    ├── ScorerError                 a custom scorer or feasibility check cannot be loaded
+    ├── BackendError                a model call failed (carries retryable / status / retry_after)
+    │   └── ModelAbortedError       a model failed so consistently that its run was stopped
+    ├── StoreError                  the DuckDB file cannot be opened, is locked or is not evalkit's
+    │   └── RunNotFoundError        a run id that is not in the store
+    └── InterruptedRunError         the user stopped a run (Ctrl-C); carries the resume command
+"""
+
+from __future__ import annotations
+
+
+class EvalkitError(Exception):
+    """A problem the user can fix; the message says what and where."""
+
+    exit_code = 2
+
+
+class ConfigError(EvalkitError):
+    """The suite file or the command line is wrong."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        self.file, self.line, self.key = file, line, key
+        where = ""
+        if file:
+            where = f"{file}:{line}" if line else file
+            where += ": "
+        if key:
+            where += f"{key}: "
+        super().__init__(where + message)
+
+
+class DatasetError(EvalkitError):
+    """The dataset cannot be read or violates the suite's expectations."""
+
+
+class TemplateError(EvalkitError):
+    """A prompt or target template cannot be rendered for a sample."""
+
+
+class ScorerError(EvalkitError):
+    """A custom scorer or feasibility check is missing or has the wrong shape."""
+
+
+class BackendError(EvalkitError):
+    """A model call failed.
+
+    ``retryable`` says whether trying again may help (timeouts, resets, 429, 5xx);
+    ``retry_after`` is the server's Retry-After in seconds when it sent one.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None,
+                 retry_after: float | None = None, kind: str = "error") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        self.kind = kind
+
+
+class ModelAbortedError(BackendError):
+    """Every call of a model failed; the run stopped calling it instead of burning the dataset."""
+
+
+class StoreError(EvalkitError):
+    """The DuckDB store cannot be used."""
+
+
+class RunNotFoundError(StoreError):
+    """The run id is not in the store."""
+
+
+class InterruptedRunError(EvalkitError):
+    """The user interrupted a run; finished samples were stored."""
+
+    exit_code = 130

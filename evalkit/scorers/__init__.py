@@ -1,0 +1,1 @@
+"""Per-sample scoring: parsing, built-in and custom scorers, feasibility checks, confidence."""

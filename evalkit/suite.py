@@ -1,0 +1,433 @@
+"""The suite file: a declarative description of one evaluation (format version 1).
+
+A suite names one held-out dataset, how to prompt for each sample, what output to expect, how to
+score it, where confidence comes from, and the models to compare. It is validated once, here, with
+pydantic (``extra="forbid"``); errors name the file, the key path and the line. Past this module,
+code trusts the typed :class:`Suite`.
+
+The format is a public contract: ``evalkit: 1`` at the top pins it. New optional keys may be added
+within a version; renaming or removing a key needs a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evalkit.errors import ConfigError
+
+SUITE_FORMAT_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """Where the held-out samples come from."""
+
+    path: str = Field(description="JSONL, CSV or Parquet file, relative to the suite file.")
+    format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
+    id: str = Field("id", description="Field holding a unique sample id.")
+    filter: str | None = Field(
+        None, description="DuckDB SQL boolean expression over the sample fields, e.g. "
+        "\"slice <> 'easy_ham'\".")
+    limit: int | None = Field(None, ge=1, description="Keep the first N samples after filtering.")
+    slice: str | None = Field(
+        None, description="Field whose value groups samples into slices for per-slice tables.")
+
+
+class PromptSpec(_Strict):
+    """Jinja2 templates over a sample's fields (sandboxed, undefined fields are errors)."""
+
+    system: str | None = None
+    user: str | None = None
+    system_file: str | None = None
+    user_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> PromptSpec:
+        if self.system and self.system_file:
+            raise ValueError("give either 'system' or 'system_file', not both")
+        if self.user and self.user_file:
+            raise ValueError("give either 'user' or 'user_file', not both")
+        if not (self.user or self.user_file):
+            raise ValueError("a prompt needs 'user' (or 'user_file')")
+        return self
+
+
+class OutputSpec(_Strict):
+    """What a model answer should look like."""
+
+    type: Literal["label", "json", "text"]
+    labels: list[str] | None = Field(None, description="Allowed labels (type: label).")
+    schema_: dict[str, Any] | str | None = Field(
+        None, alias="schema", description="JSON Schema (inline or a file path) for type: json.")
+    case_sensitive: bool = Field(False, description="Compare labels case-sensitively.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _type_needs(self) -> OutputSpec:
+        if self.type == "label" and not self.labels:
+            raise ValueError("output type 'label' needs 'labels: [..]'")
+        if self.type != "label" and self.labels:
+            raise ValueError(f"'labels' only applies to output type 'label', not '{self.type}'")
+        if self.type != "json" and self.schema_ is not None:
+            raise ValueError(f"'schema' only applies to output type 'json', not '{self.type}'")
+        return self
+
+
+class TargetSpec(_Strict):
+    """Where the expected answer of a sample comes from."""
+
+    field: str | None = None
+    template: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TargetSpec:
+        if bool(self.field) == bool(self.template):
+            raise ValueError("target needs exactly one of 'field' or 'template'")
+        return self
+
+
+class ScoringSpec(_Strict):
+    """How a parsed answer becomes a quality score in [0, 1] and a correct/incorrect verdict."""
+
+    scorer: Literal["label_match", "exact", "json_fields", "numeric", "custom", "none"] = Field(
+        "label_match", description="Built-in scorer, or 'custom' with 'custom: file.py:function'.")
+    fields: list[str] | None = Field(
+        None, description="json_fields: dotted paths compared with the target.")
+    field: str | None = Field(None, description="numeric: dotted path of the number in a JSON answer.")
+    tolerance: float = Field(0.0, ge=0, description="numeric: absolute tolerance.")
+    relative_tolerance: float = Field(0.0, ge=0, description="numeric: relative tolerance.")
+    custom: str | None = Field(None, description="path/to/file.py:function returning a float or bool.")
+    feasibility: list[str] = Field(
+        default_factory=list,
+        description="path/to/file.py:function checks; each returns a list of violated constraints.")
+    correct_threshold: float = Field(
+        1.0, ge=0, le=1, description="A sample is correct when its quality reaches this value.")
+    infeasible_is_wrong: bool = Field(
+        True, description="An infeasible answer gets quality 0, whatever its fields say.")
+
+    @model_validator(mode="after")
+    def _scorer_needs(self) -> ScoringSpec:
+        if self.scorer == "json_fields" and not self.fields:
+            raise ValueError("scorer 'json_fields' needs 'fields: [..]'")
+        if self.scorer == "custom" and not self.custom:
+            raise ValueError("scorer 'custom' needs 'custom: path/to/file.py:function'")
+        if self.custom and self.scorer != "custom":
+            raise ValueError("'custom' is set but 'scorer' is not 'custom'")
+        for ref in ([self.custom] if self.custom else []) + list(self.feasibility):
+            if ":" not in ref:
+                raise ValueError(f"'{ref}' must look like path/to/file.py:function")
+        return self
+
+
+class ConfidenceSpec(_Strict):
+    """Where a per-sample confidence (for Brier and ECE) comes from."""
+
+    source: Literal["none", "field", "logprobs"] = "none"
+    field: str | None = Field(
+        None, description="field: dotted path of a number in [0,1] (or 0-100) in the JSON answer; "
+        "logprobs + json: the field whose value tokens are scored.")
+    top_logprobs: int = Field(5, ge=0, le=20, description="logprobs: alternatives requested.")
+
+    @model_validator(mode="after")
+    def _field_needed(self) -> ConfidenceSpec:
+        if self.source == "field" and not self.field:
+            raise ValueError("confidence source 'field' needs 'field: <path in the JSON answer>'")
+        return self
+
+
+class CostSpec(_Strict):
+    """Price of a model. API models default to LiteLLM's price table."""
+
+    input_per_mtok: float | None = Field(None, ge=0, description="USD per million prompt tokens.")
+    output_per_mtok: float | None = Field(None, ge=0, description="USD per million completion tokens.")
+    gpu_usd_per_hour: float | None = Field(None, ge=0, description="Self-hosted: GPU cost per hour.")
+    requests_per_second: float | None = Field(
+        None, gt=0, description="Self-hosted: production throughput; default: measured in the run.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> CostSpec:
+        token_priced = self.input_per_mtok is not None or self.output_per_mtok is not None
+        if token_priced and self.gpu_usd_per_hour is not None:
+            raise ValueError("give token prices or gpu_usd_per_hour, not both")
+        if self.requests_per_second is not None and self.gpu_usd_per_hour is None:
+            raise ValueError("requests_per_second needs gpu_usd_per_hour")
+        return self
+
+
+class _ModelBase(_Strict):
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Generation parameters sent as they are (temperature, "
+        "max_tokens, ...).")
+    stream: bool = Field(True, description="Stream the answer (gives time to first token).")
+    concurrency: int | None = Field(None, ge=1, description="Overrides run.concurrency.")
+    cost: CostSpec | None = None
+
+    @field_validator("params")
+    @classmethod
+    def _no_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = {"messages", "model", "stream", "api_key", "api_base", "logprobs", "top_logprobs"}
+        clash = sorted(reserved & set(value))
+        if clash:
+            raise ValueError(f"params may not set {clash}: they have their own keys")
+        return value
+
+
+class LiteLLMModel(_ModelBase):
+    """An API model reached through LiteLLM (any LiteLLM model string)."""
+
+    provider: Literal["litellm"]
+    model: str = Field(description="LiteLLM model string, e.g. openai/gpt-4o-mini.")
+    api_base: str | None = None
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never the key).")
+
+
+class VLLMModel(_ModelBase):
+    """A model served by vLLM's OpenAI-compatible server (base model, optionally a LoRA module)."""
+
+    provider: Literal["vllm"]
+    mode: Literal["connect"] = "connect"
+    api_base: str = Field(description="URL of the server's OpenAI API, e.g. http://127.0.0.1:8000/v1.")
+    base_model: str = Field(description="Served name of the base model.")
+    adapter: str | None = Field(None, description="LoRA module name on the server (None: base).")
+    adapter_path: str | None = Field(None, description="Local adapter folder, hashed into provenance.")
+    api_key_env: str | None = None
+
+
+ModelSpec = Annotated[LiteLLMModel | VLLMModel, Field(discriminator="provider")]
+
+
+class RunSpec(_Strict):
+    """How the models are called."""
+
+    concurrency: int = Field(8, ge=1, le=4096)
+    timeout_s: float = Field(120.0, gt=0)
+    retries: int = Field(3, ge=0, le=20)
+    cache: bool = True
+    repeats: int = Field(1, ge=1, le=100)
+    seed: int = Field(0, description="Seed for bootstrap confidence intervals.")
+    bootstrap: int = Field(1000, ge=0, le=100000, description="Bootstrap resamples (0: no CIs).")
+
+
+class Suite(_Strict):
+    """A whole suite file."""
+
+    evalkit: Literal[1] = Field(description="Suite format version.")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: str = "1"
+    description: str = ""
+    dataset: DatasetSpec
+    prompt: PromptSpec
+    output: OutputSpec
+    target: TargetSpec | None = None
+    scoring: ScoringSpec = ScoringSpec()
+    confidence: ConfidenceSpec = ConfidenceSpec()
+    models: dict[str, ModelSpec] = Field(min_length=1)
+    run: RunSpec = RunSpec()
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"model name '{name}' may hold letters, digits, '-' and '_' only")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Suite:
+        needs_target = self.scoring.scorer not in ("custom", "none")
+        if needs_target and self.target is None:
+            raise ValueError(f"scorer '{self.scoring.scorer}' needs a 'target'")
+        if self.output.type != "json":
+            if self.scoring.scorer == "json_fields":
+                raise ValueError("scorer 'json_fields' needs output type 'json'")
+            if self.confidence.source == "field":
+                raise ValueError("confidence source 'field' needs output type 'json'")
+        return self
+
+
+class LoadedSuite(BaseModel):
+    """A validated suite plus where it came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    suite: Suite
+    path: Path
+    raw: dict[str, Any]
+    text: str
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the suite, resolved against the suite file's folder."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def content_hash(self) -> str:
+        """sha256 over the suite text and every file it references (schemas, templates, code)."""
+        h = hashlib.sha256(self.text.encode())
+        for ref in referenced_files(self):
+            h.update(str(ref).encode())
+            h.update(ref.read_bytes() if ref.is_file() else b"<missing>")
+        return h.hexdigest()
+
+
+def referenced_files(loaded: LoadedSuite) -> list[Path]:
+    """Files other than the dataset that the suite reads: they shape results, so they are hashed."""
+    s = loaded.suite
+    refs: list[str] = [r.split(":", 1)[0] for r in s.scoring.feasibility]
+    if s.scoring.custom:
+        refs.append(s.scoring.custom.split(":", 1)[0])
+    if isinstance(s.output.schema_, str):
+        refs.append(s.output.schema_)
+    refs += [f for f in (s.prompt.system_file, s.prompt.user_file) if f]
+    return [loaded.resolve(r) for r in refs]
+
+
+def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at a pydantic error location, or of its closest parent."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            found = next((v for k, v in node.value if k.value == str(part)), None)
+            if found is None:
+                found_key = next((k for k, v in node.value if k.value == str(part)), None)
+                return found_key.start_mark.line + 1 if found_key else line
+            node = found
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            continue  # pydantic adds union-member names to the path: they are not in the YAML
+        line = node.start_mark.line + 1
+    return line
+
+
+def _key_line(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
+    """Line of the offending *key* itself, for 'extra key' errors."""
+    if not path:
+        return None
+    parent = node
+    for part in path[:-1]:
+        if isinstance(parent, yaml.MappingNode):
+            parent = next((v for k, v in parent.value if k.value == str(part)), parent)
+        elif isinstance(parent, yaml.SequenceNode) and isinstance(part, int) and part < len(parent.value):
+            parent = parent.value[part]
+    if isinstance(parent, yaml.MappingNode):
+        for k, _ in parent.value:
+            if k.value == str(path[-1]):
+                return k.start_mark.line + 1
+    return None
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union-member tags (e.g. 'litellm', 'function-after[...]') from a path."""
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("litellm", "vllm"))))
+
+
+def _format_validation_error(err: ValidationError, root: yaml.Node | None, file: str) -> ConfigError:
+    # A misspelt key shows up as "unknown key" plus "required key missing": the first says more.
+    first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    loc = _clean_loc(tuple(first["loc"]))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        line = _key_line(root, loc) or _line_of(root, loc)
+        msg = f"unknown key '{loc[-1]}'"
+        hint = _did_you_mean(str(loc[-1]), _allowed_keys(loc[:-1]))
+        msg += f" (did you mean '{hint}'?)" if hint else ""
+    else:
+        line = _line_of(root, loc)
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            msg = "required key is missing"
+    more = len(err.errors()) - 1
+    if more:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(msg, file=file, line=line, key=key)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Suite
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        model = next((a for a in getattr(ann, "__args__", ()) if hasattr(a, "model_fields")), ann)
+    fields = getattr(model, "model_fields", {})
+    return [f.alias or name for name, f in fields.items()]
+
+
+def _did_you_mean(word: str, options: list[str]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def parse_suite(text: str, path: Path) -> LoadedSuite:
+    """Validate suite text; raise :class:`ConfigError` naming file, key and line."""
+    file = str(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", file=file,
+                          line=mark.line + 1 if mark else None) from None
+    if data is None:
+        raise ConfigError("the suite file is empty", file=file)
+    if not isinstance(data, dict):
+        raise ConfigError("a suite must be a YAML mapping of keys", file=file, line=1)
+    if "evalkit" not in data:
+        raise ConfigError(f"missing 'evalkit: {SUITE_FORMAT_VERSION}' (the suite format version)",
+                          file=file, line=1, key="evalkit")
+    if data.get("evalkit") != SUITE_FORMAT_VERSION:
+        raise ConfigError(f"unsupported suite format version {data.get('evalkit')!r}; this evalkit "
+                          f"reads version {SUITE_FORMAT_VERSION}", file=file,
+                          line=_line_of(root, ("evalkit",)), key="evalkit")
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise _format_validation_error(exc, root, file) from None
+    return LoadedSuite(suite=suite, path=path.resolve(), raw=data, text=text)
+
+
+def load_suite(path: str | Path) -> LoadedSuite:
+    """Read and validate a suite file, and check that the files it references exist."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("suite file not found", file=str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"suite file is not UTF-8 text (byte {exc.start})", file=str(p)) from None
+    loaded = parse_suite(text, p)
+    for ref in referenced_files(loaded):
+        if not ref.is_file():
+            raise ConfigError(f"referenced file not found: {ref}", file=str(p))
+    return loaded
+
+
+def suite_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the suite format, for editors (``evalkit schema``)."""
+    schema = Suite.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"evalkit suite, format {SUITE_FORMAT_VERSION}"
+    return schema
+
+
+def dump_schema() -> str:
+    return json.dumps(suite_json_schema(), indent=2)

@@ -1,0 +1,83 @@
+"""Shared fixtures: suite folders written into tmp dirs, real DuckDB files, loopback servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+EMAILS = [
+    {"id": "e1", "subject": "Meeting moved to 3pm", "body": "See you in room 4.", "label": "ham", "slice": "easy"},
+    {"id": "e2", "subject": "WIN A FREE CRUISE", "body": "Click now to claim.", "label": "spam", "slice": "spam"},
+    {"id": "e3", "subject": "Invoice attached", "body": "Please pay by Friday.", "label": "ham", "slice": "hard"},
+    {"id": "e4", "subject": "Cheap meds online", "body": "No prescription needed.", "label": "spam", "slice": "spam"},
+    {"id": "e5", "subject": "Lunch?", "body": "Tacos at noon.", "label": "ham", "slice": "easy"},
+    {"id": "e6", "subject": "You have won $1,000,000", "body": "Send your bank details.", "label": "spam", "slice": "spam"},
+]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def email_rows() -> list[dict[str, Any]]:
+    return [dict(r) for r in EMAILS]
+
+
+@pytest.fixture
+def make_suite(tmp_path: Path) -> Callable[..., Path]:
+    """Write a suite YAML (dedented) and, optionally, its dataset into a fresh folder."""
+
+    def _make(text: str, rows: list[dict[str, Any]] | None = None, name: str = "suite.yaml",
+              data_name: str = "data.jsonl") -> Path:
+        if rows is not None:
+            write_jsonl(tmp_path / data_name, rows)
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        return path
+
+    return _make
+
+
+LABEL_SUITE = """
+evalkit: 1
+name: triage
+dataset:
+  path: data.jsonl
+  slice: slice
+prompt:
+  system: "Answer spam or ham."
+  user: "Subject: {{ subject }}\\n\\n{{ body }}"
+output:
+  type: label
+  labels: [ham, spam]
+target:
+  field: label
+confidence:
+  source: logprobs
+models:
+  frontier:
+    provider: litellm
+    model: openai/frontier
+    api_base: {base}
+    api_key_env: EVALKIT_TEST_KEY
+    params: {{temperature: 0, max_tokens: 8}}
+  tuned:
+    provider: vllm
+    api_base: {base}
+    base_model: base
+    adapter: tuned
+    params: {{temperature: 0, max_tokens: 8}}
+run:
+  concurrency: 4
+  retries: 1
+  bootstrap: 200
+"""
