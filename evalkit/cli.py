@@ -163,5 +163,20 @@ def schema() -> None:
     click.echo(dump_schema())
 
 
+def _register_command_modules() -> None:
+    """Commands that live in their own modules (evalkit/commands/) join the group here."""
+    import importlib
+    import pkgutil
+
+    import evalkit.commands as commands
+
+    for info in pkgutil.iter_modules(commands.__path__):
+        module = importlib.import_module(f"evalkit.commands.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            main.add_command(command)
+
+
+_register_command_modules()
+
 if __name__ == "__main__":
     main()

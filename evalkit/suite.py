@@ -219,6 +219,41 @@ class RunSpec(_Strict):
     bootstrap: int = Field(1000, ge=0, le=100000, description="Bootstrap resamples (0: no CIs).")
 
 
+class GateRule(_Strict):
+    """One condition the candidate must meet (see README, "Gates").
+
+    ``max_drop`` / ``max_rise`` bound the change from the baseline in the metric's bad direction
+    (a drop for higher-is-better metrics, a rise for lower-is-better ones); ``min`` / ``max`` bound
+    the candidate's own value. ``significance: ci`` fails a relative rule only when the whole
+    confidence interval of the change lies beyond the allowed margin (noise does not fail it);
+    ``point`` fails on the point estimate.
+    """
+
+    metric: str
+    max_drop: float | None = Field(None, ge=0)
+    max_rise: float | None = Field(None, ge=0)
+    min: float | None = None
+    max: float | None = None
+    significance: Literal["ci", "point"] = "ci"
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> GateRule:
+        if all(v is None for v in (self.max_drop, self.max_rise, self.min, self.max)):
+            raise ValueError("a gate needs one of max_drop, max_rise, min, max")
+        if self.max_drop is not None and self.max_rise is not None:
+            raise ValueError("give max_drop or max_rise, not both")
+        return self
+
+
+class GatesSpec(_Strict):
+    """Which model is the baseline, which the candidate, and the rules the candidate must meet."""
+
+    baseline: str | None = None
+    candidate: str | None = None
+    rules: list[GateRule] = Field(default_factory=list)
+
+
 class Suite(_Strict):
     """A whole suite file."""
 
@@ -234,6 +269,7 @@ class Suite(_Strict):
     confidence: ConfidenceSpec = ConfidenceSpec()
     models: dict[str, ModelSpec] = Field(min_length=1)
     run: RunSpec = RunSpec()
+    gates: GatesSpec = GatesSpec()
 
     @field_validator("models")
     @classmethod
@@ -248,6 +284,10 @@ class Suite(_Strict):
         needs_target = self.scoring.scorer not in ("custom", "none")
         if needs_target and self.target is None:
             raise ValueError(f"scorer '{self.scoring.scorer}' needs a 'target'")
+        for role in ("baseline", "candidate"):
+            name = getattr(self.gates, role)
+            if name is not None and name not in self.models:
+                raise ValueError(f"gates.{role} '{name}' is not one of the models {sorted(self.models)}")
         if self.output.type != "json":
             if self.scoring.scorer == "json_fields":
                 raise ValueError("scorer 'json_fields' needs output type 'json'")

@@ -1,0 +1,1 @@
+"""CLI commands kept in their own modules; each module lists its click commands in ``COMMANDS``."""
