@@ -78,10 +78,10 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
         resume: str | None, as_json: bool, quiet: bool) -> None:
     """Run every model of SUITE over its dataset, score each sample and store everything."""
     from evalkit.progress import default_progress
-    from evalkit.summary import run_payload, render_table
     from evalkit.runner import run_suite
     from evalkit.store import Store
     from evalkit.suite import load_suite
+    from evalkit.summary import render_table, run_payload
 
     loaded = load_suite(suite)
     db_path = db or _default_db(suite)
@@ -107,8 +107,8 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (format evalkit.show/1).")
 def show(run_id: str, db: str | None, as_json: bool) -> None:
     """Show the metrics of RUN_ID (an id, a unique prefix, or 'latest')."""
-    from evalkit.summary import run_payload, render_table
     from evalkit.store import Store
+    from evalkit.summary import render_table, run_payload
 
     with Store(db or _default_db(), read_only=True) as store:
         payload = run_payload(store, store.resolve_run_id(run_id))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -164,6 +166,25 @@ class CostSpec(_Strict):
         return self
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str | None) -> str | None:
+    """``${VAR}`` / ``${VAR:-default}`` in an endpoint URL, so CI can point a suite at its own server."""
+    if value is None:
+        return None
+
+    def _sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ValueError(f"environment variable {name} is not set (write ${{{name}:-default}} for a fallback)")
+
+    return _ENV_REF.sub(_sub, value)
+
+
 class _ModelBase(_Strict):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Generation parameters sent as they are (temperature, "
@@ -187,9 +208,11 @@ class LiteLLMModel(_ModelBase):
 
     provider: Literal["litellm"]
     model: str = Field(description="LiteLLM model string, e.g. openai/gpt-4o-mini.")
-    api_base: str | None = None
+    api_base: str | None = Field(None, description="Endpoint URL; ${VAR} and ${VAR:-default} are expanded.")
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the API key (never the key).")
+
+    _expand = field_validator("api_base")(classmethod(lambda cls, v: expand_env(v)))
 
 
 class VLLMModel(_ModelBase):
@@ -197,7 +220,10 @@ class VLLMModel(_ModelBase):
 
     provider: Literal["vllm"]
     mode: Literal["connect"] = "connect"
-    api_base: str = Field(description="URL of the server's OpenAI API, e.g. http://127.0.0.1:8000/v1.")
+    api_base: str = Field(description="URL of the server's OpenAI API, e.g. http://127.0.0.1:8000/v1; "
+                          "${VAR} and ${VAR:-default} are expanded.")
+
+    _expand = field_validator("api_base")(classmethod(lambda cls, v: expand_env(v)))
     base_model: str = Field(description="Served name of the base model.")
     adapter: str | None = Field(None, description="LoRA module name on the server (None: base).")
     adapter_path: str | None = Field(None, description="Local adapter folder, hashed into provenance.")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,8 @@ EMAILS = [
     {"id": "e3", "subject": "Invoice attached", "body": "Please pay by Friday.", "label": "ham", "slice": "hard"},
     {"id": "e4", "subject": "Cheap meds online", "body": "No prescription needed.", "label": "spam", "slice": "spam"},
     {"id": "e5", "subject": "Lunch?", "body": "Tacos at noon.", "label": "ham", "slice": "easy"},
-    {"id": "e6", "subject": "You have won $1,000,000", "body": "Send your bank details.", "label": "spam", "slice": "spam"},
+    {"id": "e6", "subject": "You have won $1,000,000", "body": "Send your bank details.", "label": "spam",
+     "slice": "spam"},
 ]
 
 

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from evalkit.metrics import compute_run_metrics
 from evalkit.store import Store
@@ -57,7 +56,7 @@ def test_stored_metrics_equal_documented_sql(tmp_path: Path):
         queries = documented_queries()
         assert set(queries) == {"per_model", "tail5", "ece"}
         checked = set()
-        for name, sql in queries.items():
+        for sql in queries.values():
             cur = store.con.execute(sql.replace("$run_id", "'r1'"))
             cols = [d[0] for d in cur.description]
             for row in cur.fetchall():

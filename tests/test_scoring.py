@@ -41,7 +41,8 @@ def test_parse_json(text, expected):
 def test_builtin_scorers():
     assert builtin.label_match("Spam", "spam") == 1.0
     assert builtin.exact(" a ", "a") == 1.0
-    assert builtin.json_fields({"a": 1, "b": "X ", "c": 3}, {"a": 1.0, "b": "x", "c": 4}, ["a", "b", "c"]) == pytest.approx(2 / 3)
+    answer, target = {"a": 1, "b": "X ", "c": 3}, {"a": 1.0, "b": "x", "c": 4}
+    assert builtin.json_fields(answer, target, ["a", "b", "c"]) == pytest.approx(2 / 3)
     assert builtin.json_fields({"a": {"b": 2}}, '{"a": {"b": 2}}', ["a.b"]) == 1.0
     assert builtin.json_fields({"a": 1}, {"a": 1}, ["missing"]) == 0.0
     assert builtin.numeric("about 3.14", "3.1", tolerance=0.05) == 1.0

@@ -15,8 +15,9 @@ A failing call is scored by :meth:`SampleScorer.error_score`: everything False/0
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import SchemaError

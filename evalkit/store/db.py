@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -41,7 +42,7 @@ _SAMPLE_SCHEMA = pa.schema([
 
 def now() -> datetime:
     """UTC now without tzinfo: DuckDB TIMESTAMP columns hold naive UTC."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def to_json(value: Any) -> str | None:
