@@ -115,6 +115,10 @@ class LiteLLMBackend:
                       max_retries=0)
         if self._api_key:
             kwargs["api_key"] = self._api_key
+        elif self.spec.api_base:
+            # An explicit endpoint without api_key_env gets a placeholder, so that a provider key LiteLLM
+            # would otherwise pick up from the environment is never sent to a server the suite names.
+            kwargs["api_key"] = "no-key"
         start = time.perf_counter()
         try:
             response = await self._litellm.acompletion(**kwargs)
