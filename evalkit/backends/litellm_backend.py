@@ -163,12 +163,15 @@ class LiteLLMBackend:
                     parts.append(piece)
                 entries.extend(_logprob_entries(choice))
                 finish = _field(choice, "finish_reason") or finish
-        if finish is None:
-            raise BackendError("the stream ended before the answer was complete", retryable=True,
-                               kind="truncated")
+        completion_tokens = _field(usage, "completion_tokens")
+        # LiteLLM closes a broken stream with a finish_reason of its own and counts usage itself, so an
+        # answer with no text and no completion tokens is how a garbled or cut stream shows up here.
+        if finish is None or (not parts and not completion_tokens):
+            raise BackendError("the stream ended before any answer arrived (garbled or cut stream)",
+                               retryable=True, kind="truncated")
         return Completion(text="".join(parts), finish_reason=finish, ttft_ms=ttft,
                           prompt_tokens=_field(usage, "prompt_tokens"),
-                          completion_tokens=_field(usage, "completion_tokens"),
+                          completion_tokens=completion_tokens,
                           resolved_model=model, logprobs=convert_logprobs(entries))
 
     async def aclose(self) -> None:
