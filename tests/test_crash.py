@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+
 import pytest
 from conftest import LABEL_SUITE, TEST_KEY, TRIAGE_RULES, write_jsonl
 
@@ -42,8 +43,8 @@ def test_kill_minus_nine_then_resume(trial, tmp_path, cli_env, email_rows):
         with Store(db, read_only=True) as store:  # the file opens after kill -9
             run_id = store.resolve_run_id("latest")
             stored = {(m, s) for m, s in store.sql("SELECT model, sample_id FROM results WHERE run_id = ?", [run_id])}
-            by_prompt = {json.loads(msgs)[-1]["content"]: sid
-                         for sid, msgs in store.sql("SELECT sample_id, messages FROM samples WHERE run_id = ?", [run_id])}
+            prompts = store.sql("SELECT sample_id, messages FROM samples WHERE run_id = ?", [run_id])
+            by_prompt = {json.loads(msgs)[-1]["content"]: sid for sid, msgs in prompts}
         asked_before = len(server.requests)
         assert len(stored) <= asked_before
         server.reset()
