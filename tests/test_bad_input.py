@@ -6,8 +6,8 @@ One table: suite YAML, JSON Schemas, datasets, templates, scorers, model configs
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import pytest
