@@ -60,3 +60,26 @@ def test_kill_minus_nine_then_resume(trial, tmp_path, cli_env, email_rows):
                               "GROUP BY model ORDER BY model", [run_id])
         assert per_model == [("frontier", N, N), ("tuned", N, N)]  # every sample exactly once
         assert store.get_run(run_id)["status"] == "complete"
+
+
+def test_ctrl_c_flushes_and_prints_the_resume_command(tmp_path, cli_env, email_rows):
+    rows = [dict(email_rows[i % 6], id=f"c{i:03d}") for i in range(120)]
+    write_jsonl(tmp_path / "data.jsonl", rows)
+    with DevServer(RuleResponder.from_dict(TRIAGE_RULES), api_key=TEST_KEY, latency_ms=30) as server:
+        (tmp_path / "suite.yaml").write_text(LABEL_SUITE.format(base=server.url).lstrip())
+        db = tmp_path / "c.duckdb"
+        proc = subprocess.Popen([sys.executable, "-m", "evalkit.cli", "run", str(tmp_path / "suite.yaml"),
+                                 "--db", str(db), "--quiet"], env=cli_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(server.requests) < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Resume with: evalkit run" in err and "--resume" in err
+    with Store(db, read_only=True) as store:
+        run = store.get_run(store.resolve_run_id("latest"))
+        stored = store.one("SELECT count(*) FROM results WHERE run_id = ?", [run["run_id"]])[0]
+    assert run["status"] == "interrupted" and 0 < stored < 240
+    assert f"{stored} results stored" in err
