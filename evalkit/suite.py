@@ -417,6 +417,8 @@ def _format_validation_error(err: ValidationError, root: yaml.Node | None, file:
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "missing":
             msg = "required key is missing"
+        elif first["type"] == "string_type" and isinstance(first.get("input"), bool):
+            msg += " (YAML reads yes/no/on/off/true/false as booleans: put the value in quotes)"
     more = len(err.errors()) - 1
     if more:
         msg += f" (and {more} more problem{'s' if more > 1 else ''})"

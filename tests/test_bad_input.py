@@ -81,6 +81,8 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("unsupported format version", suite_edit("evalkit: 1", "evalkit: 2"), [], "unsupported suite format version 2"),
     ("format version missing", suite_edit("evalkit: 1\n", ""), [], "missing 'evalkit: 1'"),
     ("bad suite name", suite_edit("name: bad-inputs", "name: 'bad inputs!'"), [], "name: String should match"),
+    ("unquoted yes/no labels", suite_edit("labels: [ham, spam]", "labels: [yes, no]"), [],
+     "output.labels.0: Input should be a valid string (YAML reads yes/no/on/off/true/false as booleans"),
     ("label output without labels", suite_edit("  labels: [ham, spam]\n", ""), [], "needs 'labels"),
     ("json_fields on a label output", suite_edit("run:", "scoring:\n  scorer: json_fields\n  fields: [a]\nrun:"), [],
      "scorer 'json_fields' needs output type 'json'"),

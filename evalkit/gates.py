@@ -1,0 +1,248 @@
+"""Gates: the suite's rules a candidate must meet against a baseline, and their verdicts.
+
+Rule semantics (``gates.rules`` in the suite; each metric's direction comes from the metric registry,
+never from the rule):
+
+- ``max_drop: d`` (higher-is-better metrics): the change candidate − baseline may not go below −d.
+  ``significance: ci`` (default) **fails** only when the whole confidence interval of the change lies
+  below −d — noise does not fail a pull request — and **warns** when only the point estimate does;
+  ``significance: point`` fails on the point estimate.
+- ``max_rise: r`` (lower-is-better metrics): the mirror image — fails when the CI lies above +r.
+- ``min`` / ``max``: bounds on the candidate's own value over all its rows (the CI is shown).
+- A gate whose metric has no value for these runs (e.g. ``brier`` without confidences) is an **error**
+  and fails: a gate that cannot be checked never passes silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from evalkit.errors import ConfigError
+from evalkit.metrics import METRICS
+from evalkit.paired import Delta, Pairing, mcnemar_tests, paired_deltas, regressions, slice_table
+from evalkit.store.db import Store
+from evalkit.suite import GateRule
+
+GATE_FORMAT = "evalkit.gate/1"
+MAX_LISTED_REGRESSIONS = 200
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One rule's outcome: verdict is pass, warn, fail or error."""
+
+    metric: str
+    rule: str
+    significance: str
+    baseline: float | None
+    candidate: float | None
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    verdict: str
+    reason: str
+
+
+def describe_rule(rule: GateRule) -> str:
+    parts = []
+    if rule.max_drop is not None:
+        parts.append(f"drop ≤ {rule.max_drop:g}")
+    if rule.max_rise is not None:
+        parts.append(f"rise ≤ {rule.max_rise:g}")
+    if rule.min is not None:
+        parts.append(f"≥ {rule.min:g}")
+    if rule.max is not None:
+        parts.append(f"≤ {rule.max:g}")
+    return ", ".join(parts)
+
+
+def check_rules(rules: list[GateRule], suite_file: str | None = None) -> None:
+    """Reject rules on unknown metrics or with a bound in the wrong direction, naming the rule."""
+    for i, rule in enumerate(rules):
+        key = f"gates.rules.{i}.metric"
+        info = METRICS.get(rule.metric)
+        if info is None:
+            close = difflib.get_close_matches(rule.metric, list(METRICS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown metric '{rule.metric}'{hint}", file=suite_file, key=key)
+        if rule.max_drop is not None and info.higher_is_better is not True:
+            raise ConfigError(f"max_drop needs a higher-is-better metric; '{rule.metric}' is not (use max_rise "
+                              "or max)", file=suite_file, key=key)
+        if rule.max_rise is not None and info.higher_is_better is not False:
+            raise ConfigError(f"max_rise needs a lower-is-better metric; '{rule.metric}' is not (use max_drop "
+                              "or min)", file=suite_file, key=key)
+
+
+def _relative(rule: GateRule, d: Delta | None) -> GateResult:
+    base = dict(metric=rule.metric, rule=describe_rule(rule), significance=rule.significance)
+    if d is None or d.delta is None:
+        return GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
+                          verdict="error", reason="no paired value for this metric on these runs")
+    values = dict(baseline=d.baseline, candidate=d.candidate, delta=d.delta, ci_low=d.ci_low, ci_high=d.ci_high)
+    if rule.max_drop is not None:
+        limit, point_bad = -rule.max_drop, d.delta < -rule.max_drop
+        ci_bad = d.ci_high is not None and d.ci_high < -rule.max_drop
+        what = f"change {d.delta:+.4g}, allowed down to {-rule.max_drop:+g}"
+    else:
+        assert rule.max_rise is not None
+        limit, point_bad = rule.max_rise, d.delta > rule.max_rise
+        ci_bad = d.ci_low is not None and d.ci_low > rule.max_rise
+        what = f"change {d.delta:+.4g}, allowed up to {rule.max_rise:+g}"
+    if rule.significance == "point":
+        verdict = "fail" if point_bad else "pass"
+        reason = f"{what} (point estimate)"
+    elif d.ci_low is None:  # too few pairs for an interval: fall back to the point estimate, and say so
+        verdict = "fail" if point_bad else "pass"
+        reason = f"{what} (no CI: too few pairs, judged on the point estimate)"
+    elif ci_bad:
+        verdict, reason = "fail", f"{what}; the whole CI is beyond {limit:+g}"
+    elif point_bad:
+        verdict, reason = "warn", f"{what}, but the CI reaches within the margin (not significant)"
+    else:
+        verdict, reason = "pass", what
+    return GateResult(**base, **values, verdict=verdict, reason=reason)
+
+
+def _absolute(rule: GateRule, value: dict[str, Any] | None, d: Delta | None) -> GateResult:
+    base = dict(metric=rule.metric, rule=describe_rule(rule), significance="point")
+    if value is None or value.get("value") is None:
+        return GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
+                          verdict="error", reason="the candidate has no value for this metric")
+    v = float(value["value"])
+    bad = (rule.min is not None and v < rule.min) or (rule.max is not None and v > rule.max)
+    return GateResult(**base, baseline=d.baseline if d else None, candidate=v, delta=d.delta if d else None,
+                      ci_low=value.get("ci_low"), ci_high=value.get("ci_high"), verdict="fail" if bad else "pass",
+                      reason=f"candidate {v:.4g} {'outside' if bad else 'within'} {describe_rule(rule)}")
+
+
+def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 0,
+             resamples: int = 2000) -> dict[str, Any]:
+    """Every rule's verdict plus the evidence: deltas, McNemar tests, regressions, slices."""
+    check_rules(rules)
+    by_confidence: dict[float, dict[str, Delta]] = {}
+    for level in sorted({r.confidence for r in rules} | {0.95}):
+        by_confidence[level] = paired_deltas(pairing, seed, resamples, level)
+    candidate_metrics = {m["metric"]: m for m in store.metrics(pairing.candidate.run_id)
+                         if m["model"] == pairing.candidate.model}
+    results = []
+    for rule in rules:
+        d = by_confidence[rule.confidence].get(rule.metric)
+        if rule.max_drop is not None or rule.max_rise is not None:
+            results.append(_relative(rule, d))
+        if rule.min is not None or rule.max is not None:
+            results.append(_absolute(rule, candidate_metrics.get(rule.metric), d))
+    failed = [r for r in results if r.verdict in ("fail", "error")]
+    regressed = regressions(pairing)
+    return {
+        "format": GATE_FORMAT, "verdict": "fail" if failed else "pass",
+        "baseline": str(pairing.baseline), "candidate": str(pairing.candidate),
+        "n_pairs": int(len(pairing.rows)), "only_baseline": pairing.only_baseline,
+        "only_candidate": pairing.only_candidate,
+        "gates": [asdict(r) for r in results],
+        "deltas": {k: asdict(v) for k, v in by_confidence[0.95].items()},
+        "mcnemar": {k: asdict(v) for k, v in mcnemar_tests(pairing).items()},
+        "n_regressions": len(regressed), "regressions": regressed[:MAX_LISTED_REGRESSIONS],
+        "slices": slice_table(pairing),
+    }
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    return "—" if v is None else f"{v:.{digits}g}"
+
+
+def _ci(g: dict[str, Any]) -> str:
+    return "—" if g["ci_low"] is None else f"[{g['ci_low']:.4g}, {g['ci_high']:.4g}]"
+
+
+_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "❌"}
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """Terminal tables: gates, then what broke."""
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=160, color_system=None, markup=False, highlight=False)
+    title = (f"gate {report['verdict'].upper()}: {report['candidate']} vs {report['baseline']} "
+             f"({report['n_pairs']} pairs)")
+    table = Table(title=title)
+    for col in ("metric", "rule", "baseline", "candidate", "delta", "95% CI", "verdict", "why"):
+        table.add_column(col)
+    for g in report["gates"]:
+        table.add_row(g["metric"], g["rule"], _num(g["baseline"]), _num(g["candidate"]), _num(g["delta"]), _ci(g),
+                      g["verdict"], g["reason"])
+    console.print(table)
+    _print_evidence(console, report)
+    return buffer.getvalue().rstrip()
+
+
+def _print_evidence(console: Any, report: dict[str, Any]) -> None:
+    for name, t in report["mcnemar"].items():
+        console.print(f"McNemar {name}: lost {t['b']}, gained {t['c']}, p = {t['p_value']:.4g} ({t['method']})")
+    if report["only_baseline"] or report["only_candidate"]:
+        console.print(f"samples on one side only — baseline: {len(report['only_baseline'])} "
+                      f"{report['only_baseline'][:10]}, candidate: {len(report['only_candidate'])} "
+                      f"{report['only_candidate'][:10]}")
+    if report["regressions"]:
+        console.print(f"{report['n_regressions']} regressions (candidate lost what the baseline had), first 10:")
+        for r in report["regressions"][:10]:
+            console.print(f"  {r['sample_id']} [{', '.join(r['lost'])}] baseline: {str(r['baseline_output'])[:60]!r} "
+                          f"candidate: {str(r['candidate_output'] or r['candidate_error'])[:60]!r}")
+    for s in report["slices"]:
+        console.print(f"  slice {s['slice']}: n={s['n']} baseline {s['baseline_accuracy']:.3f} "
+                      f"candidate {s['candidate_accuracy']:.3f} ({s['delta']:+.3f})")
+
+
+def _md_cell(value: Any, limit: int = 120) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A summary for $GITHUB_STEP_SUMMARY: verdict, gate table, top regressions, slices."""
+    ok = report["verdict"] == "pass"
+    lines = [f"## {'✅ evalkit gate passed' if ok else '❌ evalkit gate failed'}", "",
+             f"Candidate `{report['candidate']}` vs baseline `{report['baseline']}` on {report['n_pairs']} paired "
+             "samples.", "", "| | metric | rule | baseline | candidate | Δ | 95% CI | why |",
+             "|---|---|---|---|---|---|---|---|"]
+    for g in report["gates"]:
+        lines.append(f"| {_ICON[g['verdict']]} | {g['metric']} | {_md_cell(g['rule'])} | {_num(g['baseline'])} | "
+                     f"{_num(g['candidate'])} | {_num(g['delta'])} | {_ci(g)} | {_md_cell(g['reason'])} |")
+    if report["only_baseline"] or report["only_candidate"]:
+        lines += ["", f"Samples on one side only: baseline {len(report['only_baseline'])}, candidate "
+                      f"{len(report['only_candidate'])}."]
+    if report["regressions"]:
+        lines += ["", f"### Regressions ({report['n_regressions']}; first 20)", "",
+                  "| sample | lost | expected | baseline said | candidate said |", "|---|---|---|---|---|"]
+        for r in report["regressions"][:20]:
+            lines.append(f"| {_md_cell(r['sample_id'])} | {', '.join(r['lost'])} | {_md_cell(r['target'], 60)} | "
+                         f"{_md_cell(r['baseline_output'], 80)} | "
+                         f"{_md_cell(r['candidate_output'] or r['candidate_error'], 80)} |")
+    if report["slices"]:
+        lines += ["", "### By slice", "", "| slice | n | baseline acc | candidate acc | Δ |", "|---|---|---|---|---|"]
+        for s in report["slices"]:
+            lines.append(f"| {_md_cell(s['slice'])} | {s['n']} | {s['baseline_accuracy']:.3f} | "
+                         f"{s['candidate_accuracy']:.3f} | {s['delta']:+.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_junit(report: dict[str, Any], suite_name: str) -> str:
+    """JUnit XML: one test case per gate, a failure for each failed or unverifiable gate."""
+    failures = sum(g["verdict"] in ("fail", "error") for g in report["gates"])
+    root = ET.Element("testsuite", name=f"evalkit gate {suite_name}", tests=str(len(report["gates"])),
+                      failures=str(failures), errors="0")
+    for g in report["gates"]:
+        case = ET.SubElement(root, "testcase", classname=f"evalkit.{suite_name}", name=f"{g['metric']} {g['rule']}")
+        if g["verdict"] in ("fail", "error"):
+            failure = ET.SubElement(case, "failure", message=g["reason"], type=g["verdict"])
+            failure.text = json.dumps(g, default=str)
+        else:
+            ET.SubElement(case, "system-out").text = f"{g['verdict']}: {g['reason']}"
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)

@@ -1,0 +1,260 @@
+"""Paired comparison of a baseline and a candidate on the same samples.
+
+A *side* is one model of one run. Rows of both sides are matched by (sample id, repeat); samples on
+one side only are reported, never silently dropped. On the matched pairs:
+
+- **McNemar** for correctness, schema validity and feasibility: b = baseline yes / candidate no,
+  c = baseline no / candidate yes; exact two-sided binomial test when b + c < 25, else the χ² test
+  with continuity correction.
+- **Paired bootstrap** for the difference (candidate − baseline) of every mean metric and of latency
+  percentiles: both sides are resampled with the *same* sample indices (seeded, vectorised in chunks),
+  and the percentile interval of the differences is reported with the point estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from evalkit.errors import ConfigError
+from evalkit.metrics import _CHUNK_CELLS, METRICS, ece, tail_mean
+from evalkit.store.db import Store
+
+EXACT_BELOW = 25
+_COLUMNS = ("r.sample_id, r.repeat, r.status, r.correct, r.quality, r.schema_valid, r.feasible, r.confidence, "
+            "r.latency_ms, r.cost_usd, r.output, r.violations, r.error, s.slice, s.target")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One model of one run."""
+
+    run_id: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.model}"
+
+
+def parse_side(text: str, default_run: str | None, store: Store) -> Side:
+    """``RUN:MODEL`` or ``MODEL`` (of ``default_run``); RUN may be an id, a unique prefix or 'latest'."""
+    run, sep, model = text.rpartition(":")
+    if not sep:
+        if default_run is None:
+            raise ConfigError(f"'{text}' names no run; write RUN_ID:{text}")
+        run, model = default_run, text
+    run_id = store.resolve_run_id(run)
+    models = [m["model"] for m in store.run_models(run_id)]
+    if model not in models:
+        raise ConfigError(f"run {run_id} has no model '{model}'; it has {models}")
+    return Side(run_id, model)
+
+
+@dataclass
+class Pairing:
+    """Matched rows of both sides (columns suffixed _b for baseline, _c for candidate)."""
+
+    baseline: Side
+    candidate: Side
+    rows: pd.DataFrame
+    only_baseline: list[str] = field(default_factory=list)
+    only_candidate: list[str] = field(default_factory=list)
+
+
+def _load(store: Store, side: Side) -> pd.DataFrame:
+    return store.con.execute(
+        f"SELECT {_COLUMNS} FROM results r LEFT JOIN samples s USING (run_id, sample_id) "
+        "WHERE r.run_id = ? AND r.model = ? ORDER BY s.position, r.repeat", [side.run_id, side.model]).df()
+
+
+def pair(store: Store, baseline: Side, candidate: Side) -> Pairing:
+    """Match the two sides' rows by sample id and repeat."""
+    b, c = _load(store, baseline), _load(store, candidate)
+    merged = b.merge(c, on=["sample_id", "repeat"], how="outer", suffixes=("_b", "_c"), indicator=True)
+    only_b = sorted(merged.loc[merged["_merge"] == "left_only", "sample_id"].unique().tolist())
+    only_c = sorted(merged.loc[merged["_merge"] == "right_only", "sample_id"].unique().tolist())
+    rows = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
+    if rows.empty:
+        raise ConfigError(f"{baseline} and {candidate} share no sample: nothing to compare")
+    return Pairing(baseline, candidate, rows, only_b, only_c)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Paired test of a yes/no property: b = lost by the candidate, c = gained."""
+
+    b: int
+    c: int
+    statistic: float | None
+    p_value: float
+    method: str
+
+
+def mcnemar(baseline_yes: np.ndarray, candidate_yes: np.ndarray) -> McNemar:
+    """McNemar's test; exact binomial below 25 discordant pairs, χ² with continuity correction above."""
+    b = int(np.sum(baseline_yes & ~candidate_yes))
+    c = int(np.sum(~baseline_yes & candidate_yes))
+    if b + c == 0:
+        return McNemar(b, c, None, 1.0, "no discordant pairs")
+    if b + c < EXACT_BELOW:
+        return McNemar(b, c, float(min(b, c)), float(stats.binomtest(min(b, c), b + c, 0.5).pvalue), "exact binomial")
+    statistic = (abs(b - c) - 1) ** 2 / (b + c)
+    return McNemar(b, c, float(statistic), float(stats.chi2.sf(statistic, 1)), "chi-square, continuity corrected")
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A metric on the paired samples: both values, the difference and its bootstrap CI."""
+
+    metric: str
+    baseline: float | None
+    candidate: float | None
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+def _flag(series: pd.Series) -> np.ndarray:
+    return series.astype("float64").fillna(0.0).to_numpy()
+
+
+def _mean(m: np.ndarray) -> np.ndarray:
+    return m.mean(axis=-1)
+
+
+def _tail(m: np.ndarray) -> np.ndarray:
+    k = max(1, math.ceil(0.05 * m.shape[-1]))
+    return np.partition(m, k - 1, axis=-1)[..., :k].mean(axis=-1)
+
+
+def _quantile(q: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda m: np.quantile(m, q, axis=-1)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
+                     rng: np.random.Generator, confidence: float = 0.95) -> tuple[float | None, float | None]:
+    """CI of stat(b) − stat(a), resampling the same pair indices for both sides."""
+    n = len(a)
+    if resamples <= 0 or n < 2:
+        return None, None
+    chunk = max(1, _CHUNK_CELLS // n)
+    out = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        idx = rng.integers(0, n, size=(size, n))
+        out[start:start + size] = stat(b[idx]) - stat(a[idx])
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(out, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _delta(name: str, a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
+           rng: np.random.Generator, confidence: float) -> Delta:
+    if len(a) == 0:
+        return Delta(name, None, None, None, None, None, 0)
+    va, vb = float(stat(a[None, :])[0]), float(stat(b[None, :])[0])
+    low, high = paired_bootstrap(a, b, stat, resamples, rng, confidence)
+    return Delta(name, va, vb, vb - va, low, high, len(a))
+
+
+def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confidence: float = 0.95) -> dict[str, Delta]:
+    """Candidate − baseline for every comparable metric, with paired bootstrap CIs."""
+    rows = pairing.rows
+    rng = np.random.default_rng([seed, zlib.crc32(f"{pairing.baseline}|{pairing.candidate}".encode())])
+    out: dict[str, Delta] = {}
+    ok_b, ok_c = (rows["status_b"] == "ok").to_numpy(), (rows["status_c"] == "ok").to_numpy()
+    means = {
+        "accuracy": (_flag(rows["correct_b"]), _flag(rows["correct_c"])),
+        "quality_mean": (rows["quality_b"].to_numpy(float), rows["quality_c"].to_numpy(float)),
+        "error_rate": ((~ok_b).astype(float), (~ok_c).astype(float)),
+    }
+    if rows["schema_valid_b"].notna().any() or rows["schema_valid_c"].notna().any():
+        means["schema_valid_rate"] = (_flag(rows["schema_valid_b"]), _flag(rows["schema_valid_c"]))
+    if rows["feasible_b"].notna().any() or rows["feasible_c"].notna().any():
+        means["feasible_rate"] = (_flag(rows["feasible_b"]), _flag(rows["feasible_c"]))
+        vbi_b = _flag(rows["schema_valid_b"]) * (1 - _flag(rows["feasible_b"]))
+        vbi_c = _flag(rows["schema_valid_c"]) * (1 - _flag(rows["feasible_c"]))
+        means["valid_but_infeasible_rate"] = (vbi_b, vbi_c)
+    for name, (a, b) in means.items():
+        out[name] = _delta(name, a, b, _mean, resamples, rng, confidence)
+    out["tail5"] = _delta("tail5", *means["quality_mean"], _tail, resamples, rng, confidence)
+    conf = rows["confidence_b"].notna() & rows["confidence_c"].notna()
+    if conf.any():
+        cb, cc = rows.loc[conf, "confidence_b"].to_numpy(float), rows.loc[conf, "confidence_c"].to_numpy(float)
+        yb, yc = _flag(rows.loc[conf, "correct_b"]), _flag(rows.loc[conf, "correct_c"])
+        out["brier"] = _delta("brier", (cb - yb) ** 2, (cc - yc) ** 2, _mean, resamples, rng, confidence)
+        e_b, e_c = ece(cb, yb), ece(cc, yc)
+        out["ece"] = Delta("ece", e_b, e_c, e_c - e_b, None, None, int(conf.sum()))
+    cost = rows["cost_usd_b"].notna() & rows["cost_usd_c"].notna()
+    if cost.any():
+        out["cost_per_1k"] = _delta("cost_per_1k", rows.loc[cost, "cost_usd_b"].to_numpy(float) * 1000,
+                                    rows.loc[cost, "cost_usd_c"].to_numpy(float) * 1000, _mean, resamples, rng,
+                                    confidence)
+    both_ok = ok_b & ok_c
+    lat_b, lat_c = rows.loc[both_ok, "latency_ms_b"].to_numpy(float), rows.loc[both_ok, "latency_ms_c"].to_numpy(float)
+    for q in (50, 95, 99):
+        out[f"latency_ms_p{q}"] = _delta(f"latency_ms_p{q}", lat_b, lat_c, _quantile(q / 100), resamples, rng,
+                                         confidence)
+    return out
+
+
+def mcnemar_tests(pairing: Pairing) -> dict[str, McNemar]:
+    """McNemar on correctness, and on schema validity and feasibility where the suite defines them."""
+    rows = pairing.rows
+    out = {"correct": mcnemar(_flag(rows["correct_b"]) > 0, _flag(rows["correct_c"]) > 0)}
+    for name in ("schema_valid", "feasible"):
+        if rows[f"{name}_b"].notna().any():
+            out[name] = mcnemar(_flag(rows[f"{name}_b"]) > 0, _flag(rows[f"{name}_c"]) > 0)
+    return out
+
+
+def regressions(pairing: Pairing, limit: int | None = None) -> list[dict[str, Any]]:
+    """Samples the candidate gets wrong (or newly invalid or infeasible) that the baseline got right."""
+    rows = pairing.rows
+    def lost(column: str) -> np.ndarray:  # had it on the baseline side, lost it on the candidate side
+        return (_flag(rows[f"{column}_b"]) > 0) & (_flag(rows[f"{column}_c"]) == 0)
+
+    lost_correct, lost_valid, lost_feasible = lost("correct"), lost("schema_valid"), lost("feasible")
+    picked = rows[lost_correct | lost_valid | lost_feasible]
+    out = []
+    for i, r in picked.iterrows():
+        kinds = [k for k, flag in (("wrong", lost_correct[i]), ("invalid", lost_valid[i]),
+                                   ("infeasible", lost_feasible[i])) if flag]
+        out.append({"sample_id": r["sample_id"], "repeat": int(r["repeat"]), "slice": r["slice_b"],
+                    "lost": kinds, "target": r["target_b"], "baseline_output": r["output_b"],
+                    "candidate_output": r["output_c"], "candidate_error": r["error_c"],
+                    "candidate_violations": r["violations_c"],
+                    "quality_baseline": float(r["quality_b"]), "quality_candidate": float(r["quality_c"])})
+    return out[:limit] if limit else out
+
+
+def slice_table(pairing: Pairing) -> list[dict[str, Any]]:
+    """Per slice: pairs, baseline and candidate accuracy, and the difference."""
+    rows = pairing.rows
+    if rows["slice_b"].isna().all():
+        return []
+    frame = pd.DataFrame({"slice": rows["slice_b"].fillna("(none)"), "b": _flag(rows["correct_b"]),
+                          "c": _flag(rows["correct_c"])})
+    out = []
+    for name, g in frame.groupby("slice", sort=True):
+        out.append({"slice": str(name), "n": int(len(g)), "baseline_accuracy": float(g["b"].mean()),
+                    "candidate_accuracy": float(g["c"].mean()), "delta": float(g["c"].mean() - g["b"].mean())})
+    return sorted(out, key=lambda r: r["delta"])
+
+
+def direction(metric: str) -> bool | None:
+    """True when higher is better, False when lower is, None when neither (from the metric registry)."""
+    info = METRICS.get(metric)
+    return info.higher_is_better if info else None
+
+
+__all__ = ["Side", "Pairing", "McNemar", "Delta", "parse_side", "pair", "mcnemar", "mcnemar_tests",
+           "paired_bootstrap", "paired_deltas", "regressions", "slice_table", "direction", "tail_mean"]
