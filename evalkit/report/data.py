@@ -1,0 +1,113 @@
+"""Everything the report shows, read from the DuckDB store (nothing is computed from memory state)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from evalkit.errors import ConfigError
+from evalkit.report import charts
+from evalkit.store.db import Store
+
+SCORECARD = [  # (metric, label, kind)
+    ("accuracy", "Accuracy", "rate"), ("schema_valid_rate", "Schema-valid", "rate"),
+    ("feasible_rate", "Feasible", "rate"), ("valid_but_infeasible_rate", "Valid but infeasible", "rate"),
+    ("brier", "Brier score", "score"), ("ece", "ECE", "score"), ("tail5", "Worst-5% quality", "score"),
+    ("latency_ms_p50", "Latency p50", "ms"), ("latency_ms_p95", "Latency p95", "ms"),
+    ("latency_ms_p99", "Latency p99", "ms"), ("ttft_ms_p50", "Time to first token p50", "ms"),
+    ("error_rate", "Error rate", "rate"), ("cost_per_1k", "Cost per 1k requests", "usd"),
+]
+MAX_EXAMPLES = 200
+MAX_WORST = 60
+MAX_TEXT = 4000
+
+
+def _clip(text: Any) -> str:
+    value = "" if text is None else str(text)
+    return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + f"… [{len(value) - MAX_TEXT} more characters]"
+
+
+def _pick_sides(config: dict[str, Any], models: list[str], baseline: str | None,
+                candidate: str | None) -> tuple[str | None, str | None]:
+    gates = (config or {}).get("gates") or {}
+    baseline = baseline or gates.get("baseline")
+    candidate = candidate or gates.get("candidate")
+    if baseline is None and candidate is None and len(models) >= 2:
+        baseline, candidate = models[0], models[1]
+    for name in (baseline, candidate):
+        if name is not None and name not in models:
+            raise ConfigError(f"model '{name}' is not in this run; models are {models}")
+    return baseline, candidate
+
+
+def collect(store: Store, run_id: str, baseline: str | None = None, candidate: str | None = None,
+            volume_per_day: int = 100_000, resamples: int = 2000) -> dict[str, Any]:
+    """The report's context: run, provenance, scorecards, charts, verdict, regressions, gallery."""
+    from evalkit.gates import evaluate
+    from evalkit.paired import Side, pair
+    from evalkit.suite import GateRule
+
+    run = store.get_run(run_id)
+    config = json.loads(run["config"]) if run.get("config") else {}
+    model_rows = store.run_models(run_id)
+    names = [m["model"] for m in model_rows]
+    colors = {name: charts.PALETTE[i % len(charts.PALETTE)] for i, name in enumerate(names)}
+    metrics: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
+    for row in store.metrics(run_id):
+        metrics.setdefault(row["model"], {})[row["metric"]] = row
+    baseline, candidate = _pick_sides(config, names, baseline, candidate)
+
+    frame = store.results_frame(run_id, "r.model, r.sample_id, r.status, r.correct, r.quality, r.confidence, "
+                                        "r.latency_ms, r.output, r.error, r.violations, r.request_params, s.target, "
+                                        "s.slice")
+    models = []
+    for m in model_rows:
+        rows = frame[frame["model"] == m["model"]]
+        has = rows["confidence"].notna()
+        ok = rows["status"] == "ok"
+        worst = rows.sort_values(["quality", "sample_id"]).head(max(1, int(np.ceil(0.05 * len(rows)))))
+        cost = metrics[m["model"]].get("cost_per_1k", {}).get("value")
+        models.append({
+            "name": m["model"], "provider": m["provider"], "model_ref": m["model_ref"], "status": m["status"],
+            "error": m["error"], "color": colors[m["model"]], "metrics": metrics[m["model"]],
+            "config": json.dumps(json.loads(m["config"]) if m["config"] else {}, indent=2),
+            "adapter": json.dumps(json.loads(m["adapter"]), indent=2) if m["adapter"] else None,
+            "monthly_cost": None if cost is None else cost * volume_per_day / 1000 * 30,
+            "reliability": charts.reliability(m["model"], colors[m["model"]],
+                                              rows.loc[has, "confidence"].to_numpy(float),
+                                              rows.loc[has, "correct"].astype(float).to_numpy()),
+            "worst": [{"sample_id": r.sample_id, "quality": float(r.quality), "target": _clip(r.target),
+                       "output": _clip(r.output if r.status == "ok" else f"[error] {r.error}"),
+                       "violations": json.loads(r.violations) if isinstance(r.violations, str) else []}
+                      for r in worst.head(MAX_WORST).itertuples()],
+            "n_worst": len(worst),
+            "batch_latency": bool(rows["request_params"].fillna("").str.contains('"latency_kind": "batch"').any()),
+            "latency": rows.loc[ok, "latency_ms"].dropna().to_numpy(float),
+        })
+    lat_chart = charts.latency_cdf({m["name"]: m.pop("latency") for m in models}, colors)
+    cq_points = [{"model": m["name"], "cost": m["metrics"].get("cost_per_1k", {}).get("value"),
+                  "accuracy": m["metrics"].get("accuracy", {}).get("value"),
+                  "low": m["metrics"].get("accuracy", {}).get("ci_low"),
+                  "high": m["metrics"].get("accuracy", {}).get("ci_high")} for m in models]
+
+    comparison = None
+    if baseline and candidate and baseline != candidate:
+        pairing = pair(store, Side(run_id, baseline), Side(run_id, candidate))
+        rules = [GateRule.model_validate(r) for r in ((config.get("gates") or {}).get("rules") or [])]
+        comparison = evaluate(store, pairing, rules, int((config.get("run") or {}).get("seed", 0)), resamples)
+        for r in comparison["regressions"]:
+            for key in ("baseline_output", "candidate_output", "target"):
+                r[key] = _clip(r[key])
+            r["candidate_violations"] = (json.loads(r["candidate_violations"])
+                                         if isinstance(r["candidate_violations"], str) else [])
+        comparison["regressions"] = comparison["regressions"][:MAX_EXAMPLES]
+        comparison["has_rules"] = bool(rules)
+    packages = json.loads(run["packages"]) if run.get("packages") else {}
+    return {
+        "run": run, "packages": packages, "models": models, "scorecard": SCORECARD, "baseline": baseline,
+        "candidate": candidate, "comparison": comparison, "volume_per_day": volume_per_day,
+        "latency_chart": lat_chart, "cost_chart": charts.cost_quality(cq_points, colors),
+        "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES,
+    }

@@ -1,0 +1,49 @@
+"""Render the report with one Jinja environment: autoescape on, StrictUndefined, assets inlined."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from evalkit.report.data import collect
+from evalkit.store.db import Store
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return "—"
+    if kind == "rate":
+        return f"{value * 100:.1f}%"
+    if kind == "ms":
+        return f"{value:,.0f} ms"
+    if kind == "usd":
+        return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+    return f"{value:.3f}"
+
+
+def environment() -> jinja2.Environment:
+    """The report's only Jinja environment."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = _fmt
+    env.filters["signed"] = lambda v, d=3: "—" if v is None else f"{v:+.{d}f}"
+    env.filters["usd"] = lambda v: "—" if v is None else f"${v:,.2f}"
+    env.globals["inline"] = lambda name: (_TEMPLATES / name).read_text(encoding="utf-8")
+    return env
+
+
+def render_report(store: Store, run_id: str, **options: Any) -> str:
+    """The report of a run as one HTML string."""
+    context = collect(store, run_id, **options)
+    return environment().get_template("report.html.j2").render(**context)
+
+
+def write_report(store: Store, run_id: str, output: str | Path, **options: Any) -> Path:
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(store, run_id, **options), encoding="utf-8")
+    return path
