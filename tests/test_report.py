@@ -52,8 +52,9 @@ def report_file(make_suite, email_rows, tmp_path, monkeypatch, sink):
                   "default": {"reply": "ham", "confidence": 0.7}}}}
     monkeypatch.setenv("EVALKIT_TEST_KEY", TEST_KEY)
     with DevServer(RuleResponder.from_dict(rules), api_key=TEST_KEY) as server:
-        text = LABEL_SUITE.format(base=server.url).replace("max_tokens: 8", "max_tokens: 200") + "gates:\n  baseline: frontier\n  candidate: tuned\n  rules:\n" \
-            "    - {metric: accuracy, max_drop: 0.0, significance: point}\n"
+        gates = ("gates:\n  baseline: frontier\n  candidate: tuned\n  rules:\n"
+                 "    - {metric: accuracy, max_drop: 0.0, significance: point}\n")
+        text = LABEL_SUITE.format(base=server.url).replace("max_tokens: 8", "max_tokens: 200") + gates
         loaded = load_suite(make_suite(text, rows=email_rows))
         summary = run_suite(loaded, str(tmp_path / "r.duckdb"))
     with Store(tmp_path / "r.duckdb", read_only=True) as store:

@@ -102,4 +102,37 @@ CREATE TABLE metrics (
     PRIMARY KEY (run_id, model, metric)
 );
 """),
+    (2, "routing", """
+CREATE TABLE routing_policies (
+    run_id          VARCHAR NOT NULL,
+    small           VARCHAR NOT NULL,          -- the model that answers unless escalated
+    large           VARCHAR NOT NULL,          -- the model escalations go to
+    signal          VARCHAR NOT NULL,          -- whose confidence routes: the small model or a router model
+    style           VARCHAR NOT NULL,          -- cascade | router
+    threshold       DOUBLE NOT NULL,           -- escalate when signal < threshold (-inf: never, inf: always)
+    share_escalated DOUBLE NOT NULL,
+    accuracy        DOUBLE NOT NULL,
+    feasible_rate   DOUBLE,
+    tail5           DOUBLE,
+    brier           DOUBLE,
+    cost_per_1k     DOUBLE,
+    latency_ms_p50  DOUBLE,
+    latency_ms_p95  DOUBLE,
+    monthly_cost_usd DOUBLE,                   -- at volume_per_day requests
+    volume_per_day  DOUBLE,
+    pareto          BOOLEAN NOT NULL,
+    created_at      TIMESTAMP NOT NULL
+);
+CREATE TABLE routing_recommendations (
+    run_id      VARCHAR NOT NULL,
+    small       VARCHAR NOT NULL,
+    large       VARCHAR NOT NULL,
+    signal      VARCHAR NOT NULL,
+    style       VARCHAR NOT NULL,
+    max_drop    DOUBLE NOT NULL,               -- target: accuracy within max_drop of the large model
+    fold        VARCHAR NOT NULL,              -- which half chose the threshold, which half judged it
+    detail      JSON NOT NULL,                 -- threshold, fit/test accuracy, CI, share escalated, cost
+    created_at  TIMESTAMP NOT NULL
+);
+"""),
 ]

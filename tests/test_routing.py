@@ -1,0 +1,116 @@
+"""Hybrid routing on constructed runs with known answers, the split's independence, and the cost model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from evalkit.cli import main
+from evalkit.cost import break_even_calls_per_day, per_call_cost, projected_cost, self_hosted_monthly
+from evalkit.paired import Side, pair
+from evalkit.routing import analyse, choose, routing_data, split_mask, sweep
+from evalkit.store import Store
+from evalkit.store.db import now
+
+N = 100
+
+
+def build(db: Path) -> None:
+    """small is wrong exactly on its 20 least confident samples, where large is right; elsewhere they agree."""
+    conf = np.linspace(0.05, 0.99, N)  # sample i has the i-th lowest confidence
+    small = np.ones(N, dtype=bool)
+    small[:20] = False
+    large = np.ones(N, dtype=bool)
+    large[20:30] = False  # both wrong on these ten
+    small[20:30] = False
+    with Store(db) as store:
+        store.create_run({"run_id": "r", "suite_name": "s", "suite_hash": "h", "status": "complete", "created_at": now()})
+        store.insert_samples([{"run_id": "r", "sample_id": f"x{i:03d}", "position": i} for i in range(N)])
+        rows = []
+        for model, correct, cost, lat in (("tuned", small, 0.0001, 50.0), ("frontier", large, 0.005, 400.0)):
+            store.upsert_run_model({"run_id": "r", "model": model, "provider": "vllm", "status": "complete"})
+            for i in range(N):
+                rows.append({"run_id": "r", "model": model, "sample_id": f"x{i:03d}", "repeat": 0, "status": "ok",
+                             "quality": float(correct[i]), "correct": bool(correct[i]),
+                             "confidence": float(conf[i]) if model == "tuned" else 0.9, "latency_ms": lat,
+                             "cost_usd": cost, "attempts": 1, "cache_hit": False, "cache_key": f"{model}{i}",
+                             "created_at": now()})
+        store.insert_results(rows)
+
+
+def test_routing_the_least_confident_fifth_recovers_the_large_models_accuracy(tmp_path):
+    db = tmp_path / "r.duckdb"
+    build(db)
+    with Store(db) as store:
+        result = analyse(store, "r", "tuned", "frontier", max_drop=0.0, volume_per_day=1_000_000)
+    assert result["small_only"]["accuracy"] == pytest.approx(0.7)
+    assert result["large_only"]["accuracy"] == pytest.approx(0.9)
+    at_20 = [p for p in result["policies"]["cascade"] if p["share_escalated"] == pytest.approx(0.2)]
+    assert at_20 and all(p["accuracy"] == pytest.approx(0.9) for p in at_20)
+    best = at_20[0]
+    assert best["cost_per_1k"] == pytest.approx((0.0001 + 0.2 * 0.005) * 1000)  # cascade: small always, large on 20%
+    assert best["latency_ms_p95"] == pytest.approx(450.0)
+    router = [p for p in result["policies"]["router"] if p["share_escalated"] == pytest.approx(0.2)][0]
+    assert router["cost_per_1k"] == pytest.approx((0.8 * 0.0001 + 0.2 * 0.005) * 1000)
+    assert result["oracle"] == {"share_escalated": pytest.approx(0.2), "accuracy": pytest.approx(0.9),
+                                "cost_per_1k": pytest.approx(best["cost_per_1k"])}
+    folds = result["recommendation"]["cascade"]
+    for fold in folds:  # chosen on one half, judged on the other: close to, not exactly, the in-sample answer
+        assert fold["share_escalated_test"] == pytest.approx(0.2, abs=0.08)
+        assert fold["accuracy_test"] >= fold["large_accuracy_test"] - 0.05
+        assert fold["delta_ci_low"] <= fold["delta_vs_large_test"] <= fold["delta_ci_high"]
+    assert any(f["meets_target_test"] for f in folds)
+    pareto = [p for p in result["policies"]["cascade"] if p["pareto"]]
+    assert all(p["share_escalated"] <= 0.2 + 1e-9 for p in pareto)  # escalating more costs more, gains nothing
+    with Store(db, read_only=True) as store:
+        stored = store.one("SELECT count(*), count(*) FILTER (WHERE pareto) FROM routing_policies WHERE run_id = 'r'")
+        assert stored[0] == len(result["policies"]["cascade"]) + len(result["policies"]["router"]) and stored[1] > 0
+        monthly = store.one("SELECT monthly_cost_usd FROM routing_policies WHERE style = 'cascade' AND "
+                            "threshold = ?", [best["threshold"]])[0]
+        assert monthly == pytest.approx(best["cost_per_1k"] / 1000 * 1_000_000 * 30)
+        assert store.one("SELECT count(*) FROM routing_recommendations")[0] == 4
+
+
+def test_the_threshold_is_chosen_without_looking_at_the_held_out_half(tmp_path):
+    db = tmp_path / "r.duckdb"
+    build(db)
+    with Store(db, read_only=True) as store:
+        d = routing_data(pair(store, Side("r", "tuned"), Side("r", "frontier")))
+    mask = split_mask(d.sample_ids, seed=0)
+    assert 30 < mask.sum() < 70 and (split_mask(d.sample_ids, seed=0) == mask).all()
+    fit = d.subset(mask)
+    before = choose(sweep(fit, "cascade"), float(fit.correct_l.mean()), 0.0)
+    scrambled = d.subset(np.ones(N, dtype=bool))
+    rng = np.random.default_rng(1)
+    scrambled.correct_l[~mask] = rng.integers(0, 2, (~mask).sum())  # change only the held-out half
+    scrambled.signal[~mask] = rng.random((~mask).sum())
+    after = choose(sweep(scrambled.subset(mask), "cascade"), float(scrambled.subset(mask).correct_l.mean()), 0.0)
+    assert before == after
+
+
+def test_cost_model_worked_examples():
+    call = per_call_cost(800, 200, 3, 15)
+    assert call == pytest.approx(0.0054)
+    assert projected_cost(call, 1_000_000, 365) == pytest.approx(1_971_000)
+    monthly, gpus = self_hosted_monthly(2.5, calls_per_day=10_000_000, requests_per_second=50)
+    assert gpus == 3 and monthly == pytest.approx(3 * 2.5 * 730)
+    volume = break_even_calls_per_day(call, gpu_usd_per_hour=2.5)
+    assert projected_cost(call, volume) == pytest.approx(2.5 * 730)  # at break-even both cost the same per month
+
+
+def test_route_cli_json_and_bad_signal(tmp_path):
+    db = tmp_path / "r.duckdb"
+    build(db)
+    result = CliRunner().invoke(main, ["route", "r", "--small", "tuned", "--large", "frontier", "--db", str(db),
+                                       "--json", "--max-drop", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["format"] == "evalkit.route/1"
+    table = CliRunner().invoke(main, ["route", "r", "--small", "tuned", "--large", "frontier", "--db", str(db)])
+    assert "oracle routing: accuracy 0.900 escalating 20.0%" in table.stdout
+    bad = CliRunner().invoke(main, ["route", "r", "--small", "frontier", "--large", "tuned", "--db", str(db),
+                                    "--signal", "gpt9"])
+    assert bad.exit_code == 2 and "no model 'gpt9'" in bad.stderr
