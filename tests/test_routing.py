@@ -114,3 +114,17 @@ def test_route_cli_json_and_bad_signal(tmp_path):
     bad = CliRunner().invoke(main, ["route", "r", "--small", "frontier", "--large", "tuned", "--db", str(db),
                                     "--signal", "gpt9"])
     assert bad.exit_code == 2 and "no model 'gpt9'" in bad.stderr
+
+
+def test_report_shows_the_routing_analysis(tmp_path):
+    from evalkit.report import render_report
+
+    db = tmp_path / "r.duckdb"
+    build(db)
+    with Store(db) as store:
+        result = analyse(store, "r", "tuned", "frontier", max_drop=0.0)
+    with Store(db, read_only=True) as store:
+        html = render_report(store, "r", baseline="frontier", candidate="tuned")
+    pareto = [p for p in result["policies"]["cascade"] if p["pareto"]]
+    assert 'id="routing"' in html and html.count("data-routing-share=") == len(pareto)
+    assert "routing policies: accuracy against cost" in html and "recommended (A→B, held out)" in html

@@ -118,3 +118,33 @@ def cost_quality(points: list[dict[str, Any]], colors: dict[str, str]) -> Markup
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="{colors[p["model"]]}"/>'
                      f'<text x="{x + 9:.1f}" y="{y - 8:.1f}" class="legend">{escape(p["model"])}</text>')
     return _svg(parts, "cost vs quality", [(p["model"], colors[p["model"]]) for p in usable])
+
+
+def routing(policies: list[dict[str, Any]], marks: list[dict[str, Any]]) -> Markup:
+    """Accuracy against cost of every routing threshold (line), Pareto points, and marked policies."""
+    usable = [p for p in policies if p["cost_per_1k"] is not None]
+    if not usable:
+        return _svg(_frame("cost per 1k requests (USD)", "accuracy", [], []), "routing policies", [])
+    costs = [p["cost_per_1k"] for p in usable] + [m["cost"] for m in marks if m["cost"] is not None]
+    accs = [p["accuracy"] for p in usable] + [m["accuracy"] for m in marks]
+    c_lo, c_hi = 0.0, max(costs) * 1.1 or 1.0
+    a_lo, a_hi = max(0.0, min(accs) - 0.03), min(1.0, max(accs) + 0.03)
+    parts = _frame("cost per 1k requests (USD)", "accuracy",
+                   [(_sx(t, c_lo, c_hi), f"${t:,.3g}") for t in np.linspace(c_lo, c_hi, 5)],
+                   [(_sy(t, a_lo, a_hi), f"{t:.2f}") for t in np.linspace(a_lo, a_hi, 5)])
+    ordered = sorted(usable, key=lambda p: p["share_escalated"])
+    path = " ".join(f"{'M' if i == 0 else 'L'}{_sx(p['cost_per_1k'], c_lo, c_hi):.1f},{_sy(p['accuracy'], a_lo, a_hi):.1f}"
+                    for i, p in enumerate(ordered))
+    parts.append(f'<path d="{path}" fill="none" stroke="#a1a1aa" stroke-width="1.5"/>')
+    for p in usable:
+        if p["pareto"]:
+            parts.append(f'<circle cx="{_sx(p["cost_per_1k"], c_lo, c_hi):.1f}" cy="{_sy(p["accuracy"], a_lo, a_hi):.1f}" '
+                         f'r="3" fill="#2563eb"><title>escalate {p["share_escalated"]:.0%}: accuracy {p["accuracy"]:.3f}, '
+                         f'${p["cost_per_1k"]:.4f}/1k</title></circle>')
+    for i, m in enumerate(marks):
+        if m["cost"] is None:
+            continue
+        x, y = _sx(m["cost"], c_lo, c_hi), _sy(m["accuracy"], a_lo, a_hi)
+        parts.append(f'<rect x="{x - 5:.1f}" y="{y - 5:.1f}" width="10" height="10" fill="{PALETTE[(i + 1) % len(PALETTE)]}"/>'
+                     f'<text x="{x + 8:.1f}" y="{y + 4 + (i % 2) * 10:.1f}" class="legend">{escape(m["label"])}</text>')
+    return _svg(parts, "routing policies: accuracy against cost", [("Pareto-optimal thresholds", "#2563eb")])

@@ -105,9 +105,35 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         comparison["regressions"] = comparison["regressions"][:MAX_EXAMPLES]
         comparison["has_rules"] = bool(rules)
     packages = json.loads(run["packages"]) if run.get("packages") else {}
+    routing = _routing(store, run_id)
     return {
         "run": run, "packages": packages, "models": models, "scorecard": SCORECARD, "baseline": baseline,
         "candidate": candidate, "comparison": comparison, "volume_per_day": volume_per_day,
         "latency_chart": lat_chart, "cost_chart": charts.cost_quality(cq_points, colors),
-        "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES,
+        "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
     }
+
+
+def _routing(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The newest stored routing analysis of this run (``evalkit route``), cascade style, if any."""
+    latest = store.one("SELECT small, large, signal, max(created_at) FROM routing_policies WHERE run_id = ? "
+                       "GROUP BY ALL ORDER BY 4 DESC LIMIT 1", [run_id])
+    if latest is None:
+        return None
+    small, large, signal, _ = latest
+    key = [run_id, small, large, signal]
+    policies = store.dicts("SELECT * FROM routing_policies WHERE run_id = ? AND small = ? AND large = ? AND signal = ? "
+                           "AND style = 'cascade' ORDER BY share_escalated, threshold", key)
+    folds = [json.loads(r[0]) for r in store.sql(
+        "SELECT detail FROM routing_recommendations WHERE run_id = ? AND small = ? AND large = ? AND signal = ? "
+        "AND style = 'cascade' ORDER BY fold", key)]
+    ends = {"small": policies[0], "large": policies[-1]}
+    marks = [{"label": f"{small} only", "cost": ends["small"]["cost_per_1k"], "accuracy": ends["small"]["accuracy"]},
+             {"label": f"{large} only", "cost": ends["large"]["cost_per_1k"], "accuracy": ends["large"]["accuracy"]}]
+    for f in folds:
+        if f.get("threshold") is not None:
+            marks.append({"label": f"recommended ({f['fold']}, held out)", "cost": f["cost_per_1k_test"],
+                          "accuracy": f["accuracy_test"]})
+    return {"small": small, "large": large, "signal": signal, "chart": charts.routing(policies, marks),
+            "pareto": [p for p in policies if p["pareto"]], "folds": folds,
+            "volume_per_day": policies[0]["volume_per_day"]}
