@@ -94,8 +94,8 @@ def _rng(seed: int, model: str) -> np.random.Generator:
 
 
 def bootstrap(values: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
-              rng: np.random.Generator) -> tuple[float | None, float | None]:
-    """95% percentile CI of ``stat`` (applied row-wise to a (b, n) matrix of resampled values)."""
+              rng: np.random.Generator, confidence: float = 0.95) -> tuple[float | None, float | None]:
+    """Percentile CI of ``stat``, applied row-wise to (b, n, ...) matrices of resampled rows of ``values``."""
     n = len(values)
     if resamples <= 0 or n < 2:
         return None, None
@@ -104,7 +104,8 @@ def bootstrap(values: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resa
     for start in range(0, resamples, chunk):
         b = min(chunk, resamples - start)
         out[start:start + b] = stat(values[rng.integers(0, n, size=(b, n))])
-    low, high = np.percentile(out, [2.5, 97.5])
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(out, [tail, 100 - tail])
     return float(low), float(high)
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.errors import ConfigError
-from evalkit.metrics import _CHUNK_CELLS, METRICS, ece, tail_mean
+from evalkit.metrics import METRICS, bootstrap, ece, tail_mean
 from evalkit.store.db import Store
 
 EXACT_BELOW = 25
@@ -142,18 +142,8 @@ def _quantile(q: float) -> Callable[[np.ndarray], np.ndarray]:
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
                      rng: np.random.Generator, confidence: float = 0.95) -> tuple[float | None, float | None]:
     """CI of stat(b) − stat(a), resampling the same pair indices for both sides."""
-    n = len(a)
-    if resamples <= 0 or n < 2:
-        return None, None
-    chunk = max(1, _CHUNK_CELLS // n)
-    out = np.empty(resamples)
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        idx = rng.integers(0, n, size=(size, n))
-        out[start:start + size] = stat(b[idx]) - stat(a[idx])
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(out, [tail, 100 - tail])
-    return float(low), float(high)
+    pairs = np.stack([a, b], axis=-1)
+    return bootstrap(pairs, lambda m: stat(m[..., 1]) - stat(m[..., 0]), resamples, rng, confidence)
 
 
 def _delta(name: str, a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
