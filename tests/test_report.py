@@ -133,3 +133,18 @@ def test_report_renders_in_chromium_and_the_payload_never_runs(report_file, tmp_
     assert result.returncode == 0 and shot.stat().st_size > 50_000
     shutil.copy(shot, Path(__file__).resolve().parents[1] / "reports" / "test-screenshot.png")
     assert Hits.count == 0  # the page never fetched the payload's URL (or anything) from the network
+
+
+FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
+
+
+@pytest.mark.skipif(FIREFOX is None, reason="Firefox is not installed (apt-get install firefox-esr)")
+def test_report_renders_in_firefox(report_file, tmp_path):
+    path, _, _ = report_file
+    shot = tmp_path / "firefox.png"
+    (tmp_path / "ff-profile").mkdir()
+    result = subprocess.run([FIREFOX, "--headless", "--no-remote", "--profile", str(tmp_path / "ff-profile"),
+                             "--window-size=1300,2400", "--screenshot", str(shot), path.as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert shot.stat().st_size > 50_000
