@@ -199,9 +199,34 @@ def recommend(d: RoutingData, style: str, max_drop: float, seed: int = 0, resamp
     return folds
 
 
+def self_hosting(store: Any, run_id: str, small: str, large_cost_per_1k: float | None,
+                 gpu_usd_per_hour: float | None = None, monthly_usd: float | None = None) -> dict[str, Any]:
+    """When does serving the small model on an always-on GPU beat paying the large model's API per call?
+
+    The GPU price comes from the argument, else the small model's suite ``cost.gpu_usd_per_hour``; a
+    fixed ``monthly_usd`` (e.g. a reserved instance) replaces it.
+    """
+    from evalkit.cost import HOURS_PER_MONTH, break_even_calls_per_day
+
+    if gpu_usd_per_hour is None and monthly_usd is None:
+        row = store.one("SELECT config FROM run_models WHERE run_id = ? AND model = ?", [run_id, small])
+        cost = (json.loads(row[0]) if row and row[0] else {}).get("cost") or {}
+        gpu_usd_per_hour = cost.get("gpu_usd_per_hour")
+    if monthly_usd is not None:
+        gpu_usd_per_hour = monthly_usd / HOURS_PER_MONTH
+    if gpu_usd_per_hour is None or not large_cost_per_1k:
+        return {"break_even_calls_per_day": None,
+                "note": "needs a GPU price (--gpu-usd-per-hour, --gpu-monthly-usd or the suite's cost block) and a "
+                        "priced large model"}
+    per_call = large_cost_per_1k / 1000
+    return {"gpu_usd_per_hour": gpu_usd_per_hour, "self_hosted_monthly_usd": gpu_usd_per_hour * HOURS_PER_MONTH,
+            "api_cost_per_call": per_call, "break_even_calls_per_day": break_even_calls_per_day(per_call, gpu_usd_per_hour)}
+
+
 def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str | None = None,
             max_drop: float = 0.01, volume_per_day: float = 100_000, seed: int = 0,
-            resamples: int = 2000) -> dict[str, Any]:
+            resamples: int = 2000, gpu_usd_per_hour: float | None = None,
+            gpu_monthly_usd: float | None = None) -> dict[str, Any]:
     """Sweep every threshold in both styles, mark the Pareto set, recommend out of sample, store it all."""
     from evalkit.paired import Side, pair
     from evalkit.store.db import now
@@ -228,6 +253,8 @@ def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str |
         "policies": {s: [asdict(p) for p in ps] for s, ps in policies.items()},
         "recommendation": {s: recommend(d, s, max_drop, seed, resamples) for s in STYLES},
     }
+    result["self_hosting"] = self_hosting(store, run_id, small, result["large_only"]["cost_per_1k"],
+                                          gpu_usd_per_hour, gpu_monthly_usd)
     created = now()
     rows = []
     for ps in policies.values():

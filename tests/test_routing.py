@@ -111,6 +111,11 @@ def test_route_cli_json_and_bad_signal(tmp_path):
     assert json.loads(result.stdout)["format"] == "evalkit.route/1"
     table = CliRunner().invoke(main, ["route", "r", "--small", "tuned", "--large", "frontier", "--db", str(db)])
     assert "oracle routing: accuracy 0.900 escalating 20.0%" in table.stdout
+    hosted = CliRunner().invoke(main, ["route", "r", "--small", "tuned", "--large", "frontier", "--db", str(db),
+                                       "--gpu-usd-per-hour", "2.5", "--json"])
+    hosting = json.loads(hosted.stdout)["self_hosting"]
+    # frontier costs $0.005 a call: one $2.5/h GPU (1,825 $/month) pays off above 12,167 calls a day
+    assert hosting["break_even_calls_per_day"] == pytest.approx(2.5 * 730 / 30 / 0.005)
     bad = CliRunner().invoke(main, ["route", "r", "--small", "frontier", "--large", "tuned", "--db", str(db),
                                     "--signal", "gpt9"])
     assert bad.exit_code == 2 and "no model 'gpt9'" in bad.stderr

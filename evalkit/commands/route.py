@@ -18,18 +18,23 @@ import click
               help="Target: accuracy within this of the large model, at least cost.")
 @click.option("--volume", default=100_000, show_default=True, type=click.FloatRange(min=0),
               help="Requests per day, for the monthly cost.")
+@click.option("--gpu-usd-per-hour", type=click.FloatRange(min=0), help="Self-hosting price of one always-on GPU "
+              "(default: the small model's cost.gpu_usd_per_hour in the suite).")
+@click.option("--gpu-monthly-usd", type=click.FloatRange(min=0), help="A fixed monthly self-hosting cost instead.")
 @click.option("--db", "db", help="DuckDB file (default: $EVALKIT_DB or ./evalkit.duckdb).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (format evalkit.route/1).")
 def route(run_id: str, small: str, large: str, signal_model: str | None, max_drop: float, volume: float,
-          db: str | None, seed: int, as_json: bool) -> None:
+          gpu_usd_per_hour: float | None, gpu_monthly_usd: float | None, db: str | None, seed: int,
+          as_json: bool) -> None:
     """Sweep routing thresholds over a stored run: accuracy, cost and latency of every policy."""
     from evalkit.cli import _default_db
     from evalkit.routing import analyse
     from evalkit.store import Store
 
     with Store(db or _default_db()) as store:
-        result = analyse(store, store.resolve_run_id(run_id), small, large, signal_model, max_drop, volume, seed)
+        result = analyse(store, store.resolve_run_id(run_id), small, large, signal_model, max_drop, volume, seed,
+                         gpu_usd_per_hour=gpu_usd_per_hour, gpu_monthly_usd=gpu_monthly_usd)
     click.echo(json.dumps(result, indent=2, default=str) if as_json else render(result))
 
 
@@ -70,6 +75,13 @@ def render(r: dict) -> str:
                           f"[{f['delta_ci_low']:+.3f}, {f['delta_ci_high']:+.3f}]), escalating "
                           f"{f['share_escalated_test']:.1%}, cost/1k {_usd(f['cost_per_1k_test'])}, target "
                           f"{'met' if f['meets_target_test'] else 'missed'} (max drop {r['max_drop']})")
+    hosting = r["self_hosting"]
+    if hosting["break_even_calls_per_day"] is None:
+        console.print(f"break-even volume: — ({hosting['note']})")
+    else:
+        console.print(f"self-hosting {r['small']} on one always-on GPU (${hosting['self_hosted_monthly_usd']:,.0f}/month) "
+                      f"beats {r['large']}'s API (${hosting['api_cost_per_call']:.5f}/call) above "
+                      f"{hosting['break_even_calls_per_day']:,.0f} calls/day")
     return buffer.getvalue().rstrip()
 
 
