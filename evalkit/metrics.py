@@ -21,6 +21,7 @@ import pandas as pd
 ECE_BINS = 10
 TAIL_FRACTION = 0.05
 _CHUNK_CELLS = 4_000_000  # bootstrap index matrix cells per chunk: bounds memory at ~32 MB
+_MAX_DISTINCT = 2048  # up to this many distinct values, resample counts instead of rows
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,31 @@ def bootstrap(values: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resa
     n = len(values)
     if resamples <= 0 or n < 2:
         return None, None
-    chunk = max(1, _CHUNK_CELLS // n)
-    out = np.empty(resamples)
-    for start in range(0, resamples, chunk):
-        b = min(chunk, resamples - start)
-        out[start:start + b] = stat(values[rng.integers(0, n, size=(b, n))])
+    kind = getattr(stat, "fast", None)
+    if kind is not None and values.ndim == 1 and len(np.unique(values)) <= _MAX_DISTINCT:
+        out = _multinomial(values, kind, resamples, rng)
+    else:
+        chunk = max(1, _CHUNK_CELLS // n)
+        out = np.empty(resamples)
+        for start in range(0, resamples, chunk):
+            b = min(chunk, resamples - start)
+            out[start:start + b] = stat(values[rng.integers(0, n, size=(b, n))])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(out, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def _multinomial(values: np.ndarray, kind: str, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """The same bootstrap without an n-wide index per resample: drawing n rows with replacement is
+    drawing multinomial counts over the distinct values, so means and worst-k means need O(distinct)."""
+    distinct, counts = np.unique(values, return_counts=True)  # ascending
+    n = len(values)
+    draws = rng.multinomial(n, counts / n, size=resamples)
+    if kind == "mean":
+        return draws @ distinct / n
+    k = max(1, math.ceil(TAIL_FRACTION * n))
+    before = np.cumsum(draws, axis=1) - draws  # rows of lower values already taken
+    return np.clip(k - before, 0, draws) @ distinct / k
 
 
 def _row_mean(m: np.ndarray) -> np.ndarray:
@@ -116,6 +134,10 @@ def _row_mean(m: np.ndarray) -> np.ndarray:
 def _row_tail(m: np.ndarray) -> np.ndarray:
     k = max(1, math.ceil(TAIL_FRACTION * m.shape[1]))
     return np.partition(m, k - 1, axis=1)[:, :k].mean(axis=1)
+
+
+_row_mean.fast = "mean"  # type: ignore[attr-defined]  # lets bootstrap() take the multinomial path
+_row_tail.fast = "tail"  # type: ignore[attr-defined]
 
 
 def _row_ece(m: np.ndarray) -> np.ndarray:

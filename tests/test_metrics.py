@@ -112,3 +112,14 @@ def test_undefined_metrics_are_null_not_zero():
     for name in ("feasible_rate", "valid_but_infeasible_rate", "brier", "ece", "cost_usd", "cost_per_1k"):
         assert m[name].value is None, name
     assert m["confidence_coverage"].value == 0.0
+
+
+def test_multinomial_shortcut_matches_row_resampling():
+    """Resampling counts over distinct values is the same bootstrap as resampling rows."""
+    from evalkit.metrics import _row_mean, _row_tail
+
+    x = np.random.default_rng(2).integers(0, 5, 3000) / 4.0  # five distinct quality levels
+    for stat in (_row_mean, _row_tail):
+        fast = bootstrap(x, stat, 4000, np.random.default_rng(1))
+        slow = bootstrap(x, lambda m, s=stat: s(m), 4000, np.random.default_rng(1))  # no shortcut attribute
+        assert fast[0] == pytest.approx(slow[0], abs=0.01) and fast[1] == pytest.approx(slow[1], abs=0.01)
