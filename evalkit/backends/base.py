@@ -10,6 +10,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+# HTTP statuses worth another attempt: timeouts, conflicts, rate limits and server-side failures.
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """The server's Retry-After header in seconds (numeric form), if it sent one."""
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
 
 @dataclass(frozen=True)
 class ChatRequest:

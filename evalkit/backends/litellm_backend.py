@@ -6,12 +6,10 @@ import os
 import time
 from typing import Any
 
-from evalkit.backends.base import ChatRequest, Completion
+from evalkit.backends.base import RETRYABLE_STATUS, ChatRequest, Completion, retry_after_seconds
 from evalkit.backends.openai_http import convert_logprobs
 from evalkit.errors import BackendError
 from evalkit.suite import LiteLLMModel
-
-_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 def import_litellm() -> Any:
@@ -61,13 +59,7 @@ def _as_backend_error(exc: Exception, model: str) -> BackendError:
     status = getattr(exc, "status_code", None)
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or getattr(exc, "litellm_response_headers", None)
-    retry_after = None
-    if headers is not None:
-        try:
-            value = headers.get("retry-after")
-            retry_after = float(value) if value is not None else None
-        except (TypeError, ValueError):
-            retry_after = None
+    retry_after = retry_after_seconds(headers)
     name = type(exc).__name__
     message = str(exc).splitlines()[0][:300] if str(exc) else name
     if _refused(exc):  # LiteLLM reports a refused connection as a 500; it is not the server's answer
@@ -76,7 +68,7 @@ def _as_backend_error(exc: Exception, model: str) -> BackendError:
         return BackendError(f"{model}: timed out ({message})", retryable=True, kind="timeout")
     if name == "APIConnectionError" and status in (None, 500):
         return BackendError(f"{model}: connection failed ({message})", retryable=True, kind="connection")
-    retryable = status in _RETRYABLE_STATUS or name in ("RateLimitError", "ServiceUnavailableError",
+    retryable = status in RETRYABLE_STATUS or name in ("RateLimitError", "ServiceUnavailableError",
                                                          "InternalServerError", "BadGatewayError")
     return BackendError(f"{model}: {name} ({message})", retryable=retryable,
                         status=status if isinstance(status, int) else None,

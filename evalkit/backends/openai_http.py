@@ -14,18 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from evalkit.backends.base import ChatRequest, Completion
+from evalkit.backends.base import RETRYABLE_STATUS, ChatRequest, Completion, retry_after_seconds
 from evalkit.errors import BackendError
-
-_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after") if headers is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _error_message(status: int, body: bytes) -> str:
@@ -87,8 +77,8 @@ class OpenAICompatibleClient:
                     if resp.status >= 400:
                         raw = await resp.read()
                         raise BackendError(_error_message(resp.status, raw), status=resp.status,
-                                           retryable=resp.status in _RETRYABLE_STATUS,
-                                           retry_after=_retry_after(resp.headers), kind="http")
+                                           retryable=resp.status in RETRYABLE_STATUS,
+                                           retry_after=retry_after_seconds(resp.headers), kind="http")
                     if request.stream:
                         completion = await self._read_stream(resp, start)
                     else:
