@@ -127,17 +127,19 @@ def _multinomial(values: np.ndarray, kind: str, resamples: int, rng: np.random.G
     return np.clip(k - before, 0, draws) @ distinct / k
 
 
-def _row_mean(m: np.ndarray) -> np.ndarray:
-    return m.mean(axis=1)
+def row_mean(m: np.ndarray) -> np.ndarray:
+    """Mean of each resample (last axis)."""
+    return m.mean(axis=-1)
 
 
-def _row_tail(m: np.ndarray) -> np.ndarray:
-    k = max(1, math.ceil(TAIL_FRACTION * m.shape[1]))
-    return np.partition(m, k - 1, axis=1)[:, :k].mean(axis=1)
+def row_tail(m: np.ndarray) -> np.ndarray:
+    """Mean of the worst ⌈5%·n⌉ values of each resample (last axis)."""
+    k = max(1, math.ceil(TAIL_FRACTION * m.shape[-1]))
+    return np.partition(m, k - 1, axis=-1)[..., :k].mean(axis=-1)
 
 
-_row_mean.fast = "mean"  # type: ignore[attr-defined]  # lets bootstrap() take the multinomial path
-_row_tail.fast = "tail"  # type: ignore[attr-defined]
+row_mean.fast = "mean"  # type: ignore[attr-defined]  # lets bootstrap() take the multinomial path
+row_tail.fast = "tail"  # type: ignore[attr-defined]
 
 
 def _row_ece(m: np.ndarray) -> np.ndarray:
@@ -151,7 +153,7 @@ def _row_ece(m: np.ndarray) -> np.ndarray:
 
 
 def _mean_metric(x: np.ndarray, resamples: int, rng: np.random.Generator,
-                 stat: Callable[[np.ndarray], np.ndarray] = _row_mean) -> MetricValue:
+                 stat: Callable[[np.ndarray], np.ndarray] = row_mean) -> MetricValue:
     x = x[~np.isnan(x)]
     if len(x) == 0:
         return MetricValue(None, n=0)
@@ -186,7 +188,7 @@ def model_metrics(frame: pd.DataFrame, model: str, seed: int = 0, resamples: int
         "accuracy_answered": _mean_metric(correct[ok], resamples, rng),
         "quality_mean": _mean_metric(quality, resamples, rng),
         "error_rate": _mean_metric((~ok).astype("float64"), resamples, rng),
-        "tail5": _mean_metric(quality, resamples, rng, _row_tail),
+        "tail5": _mean_metric(quality, resamples, rng, row_tail),
     }
     # A rate over all rows, when the suite defines the property at all (NULL for every row: not defined).
     defined = not np.all(np.isnan(schema_valid))

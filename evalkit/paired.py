@@ -13,7 +13,6 @@ one side only are reported, never silently dropped. On the matched pairs:
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.errors import ConfigError
-from evalkit.metrics import METRICS, bootstrap, ece, tail_mean
+from evalkit.metrics import METRICS, bootstrap, ece, row_mean, row_tail, tail_mean
 from evalkit.store.db import Store
 
 EXACT_BELOW = 25
@@ -122,20 +121,9 @@ class Delta:
     n: int
 
 
-def _flag(series: pd.Series) -> np.ndarray:
+def flags(series: pd.Series) -> np.ndarray:
+    """A nullable boolean column as 1.0/0.0, NULL counting as 0 (not correct, not valid, not feasible)."""
     return series.astype("float64").fillna(0.0).to_numpy()
-
-
-def _mean(m: np.ndarray) -> np.ndarray:
-    return m.mean(axis=-1)
-
-
-_mean.fast = "mean"  # type: ignore[attr-defined]
-
-
-def _tail(m: np.ndarray) -> np.ndarray:
-    k = max(1, math.ceil(0.05 * m.shape[-1]))
-    return np.partition(m, k - 1, axis=-1)[..., :k].mean(axis=-1)
 
 
 def _quantile(q: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -167,31 +155,31 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
     out: dict[str, Delta] = {}
     ok_b, ok_c = (rows["status_b"] == "ok").to_numpy(), (rows["status_c"] == "ok").to_numpy()
     means = {
-        "accuracy": (_flag(rows["correct_b"]), _flag(rows["correct_c"])),
+        "accuracy": (flags(rows["correct_b"]), flags(rows["correct_c"])),
         "quality_mean": (rows["quality_b"].to_numpy(float), rows["quality_c"].to_numpy(float)),
         "error_rate": ((~ok_b).astype(float), (~ok_c).astype(float)),
     }
     if rows["schema_valid_b"].notna().any() or rows["schema_valid_c"].notna().any():
-        means["schema_valid_rate"] = (_flag(rows["schema_valid_b"]), _flag(rows["schema_valid_c"]))
+        means["schema_valid_rate"] = (flags(rows["schema_valid_b"]), flags(rows["schema_valid_c"]))
     if rows["feasible_b"].notna().any() or rows["feasible_c"].notna().any():
-        means["feasible_rate"] = (_flag(rows["feasible_b"]), _flag(rows["feasible_c"]))
-        vbi_b = _flag(rows["schema_valid_b"]) * (1 - _flag(rows["feasible_b"]))
-        vbi_c = _flag(rows["schema_valid_c"]) * (1 - _flag(rows["feasible_c"]))
+        means["feasible_rate"] = (flags(rows["feasible_b"]), flags(rows["feasible_c"]))
+        vbi_b = flags(rows["schema_valid_b"]) * (1 - flags(rows["feasible_b"]))
+        vbi_c = flags(rows["schema_valid_c"]) * (1 - flags(rows["feasible_c"]))
         means["valid_but_infeasible_rate"] = (vbi_b, vbi_c)
     for name, (a, b) in means.items():
-        out[name] = _delta(name, a, b, _mean, resamples, rng, confidence)
-    out["tail5"] = _delta("tail5", *means["quality_mean"], _tail, resamples, rng, confidence)
+        out[name] = _delta(name, a, b, row_mean, resamples, rng, confidence)
+    out["tail5"] = _delta("tail5", *means["quality_mean"], row_tail, resamples, rng, confidence)
     conf = rows["confidence_b"].notna() & rows["confidence_c"].notna()
     if conf.any():
         cb, cc = rows.loc[conf, "confidence_b"].to_numpy(float), rows.loc[conf, "confidence_c"].to_numpy(float)
-        yb, yc = _flag(rows.loc[conf, "correct_b"]), _flag(rows.loc[conf, "correct_c"])
-        out["brier"] = _delta("brier", (cb - yb) ** 2, (cc - yc) ** 2, _mean, resamples, rng, confidence)
+        yb, yc = flags(rows.loc[conf, "correct_b"]), flags(rows.loc[conf, "correct_c"])
+        out["brier"] = _delta("brier", (cb - yb) ** 2, (cc - yc) ** 2, row_mean, resamples, rng, confidence)
         e_b, e_c = ece(cb, yb), ece(cc, yc)
         out["ece"] = Delta("ece", e_b, e_c, e_c - e_b, None, None, int(conf.sum()))
     cost = rows["cost_usd_b"].notna() & rows["cost_usd_c"].notna()
     if cost.any():
         out["cost_per_1k"] = _delta("cost_per_1k", rows.loc[cost, "cost_usd_b"].to_numpy(float) * 1000,
-                                    rows.loc[cost, "cost_usd_c"].to_numpy(float) * 1000, _mean, resamples, rng,
+                                    rows.loc[cost, "cost_usd_c"].to_numpy(float) * 1000, row_mean, resamples, rng,
                                     confidence)
     both_ok = ok_b & ok_c
     lat_b, lat_c = rows.loc[both_ok, "latency_ms_b"].to_numpy(float), rows.loc[both_ok, "latency_ms_c"].to_numpy(float)
@@ -204,10 +192,10 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
 def mcnemar_tests(pairing: Pairing) -> dict[str, McNemar]:
     """McNemar on correctness, and on schema validity and feasibility where the suite defines them."""
     rows = pairing.rows
-    out = {"correct": mcnemar(_flag(rows["correct_b"]) > 0, _flag(rows["correct_c"]) > 0)}
+    out = {"correct": mcnemar(flags(rows["correct_b"]) > 0, flags(rows["correct_c"]) > 0)}
     for name in ("schema_valid", "feasible"):
         if rows[f"{name}_b"].notna().any():
-            out[name] = mcnemar(_flag(rows[f"{name}_b"]) > 0, _flag(rows[f"{name}_c"]) > 0)
+            out[name] = mcnemar(flags(rows[f"{name}_b"]) > 0, flags(rows[f"{name}_c"]) > 0)
     return out
 
 
@@ -215,7 +203,7 @@ def regressions(pairing: Pairing, limit: int | None = None) -> list[dict[str, An
     """Samples the candidate gets wrong (or newly invalid or infeasible) that the baseline got right."""
     rows = pairing.rows
     def lost(column: str) -> np.ndarray:  # had it on the baseline side, lost it on the candidate side
-        return (_flag(rows[f"{column}_b"]) > 0) & (_flag(rows[f"{column}_c"]) == 0)
+        return (flags(rows[f"{column}_b"]) > 0) & (flags(rows[f"{column}_c"]) == 0)
 
     lost_correct, lost_valid, lost_feasible = lost("correct"), lost("schema_valid"), lost("feasible")
     picked = rows[lost_correct | lost_valid | lost_feasible]
@@ -236,8 +224,8 @@ def slice_table(pairing: Pairing) -> list[dict[str, Any]]:
     rows = pairing.rows
     if rows["slice_b"].isna().all():
         return []
-    frame = pd.DataFrame({"slice": rows["slice_b"].fillna("(none)"), "b": _flag(rows["correct_b"]),
-                          "c": _flag(rows["correct_c"])})
+    frame = pd.DataFrame({"slice": rows["slice_b"].fillna("(none)"), "b": flags(rows["correct_b"]),
+                          "c": flags(rows["correct_c"])})
     out = []
     for name, g in frame.groupby("slice", sort=True):
         out.append({"slice": str(name), "n": int(len(g)), "baseline_accuracy": float(g["b"].mean()),
@@ -251,5 +239,5 @@ def direction(metric: str) -> bool | None:
     return info.higher_is_better if info else None
 
 
-__all__ = ["Side", "Pairing", "McNemar", "Delta", "parse_side", "pair", "mcnemar", "mcnemar_tests",
+__all__ = ["flags", "Side", "Pairing", "McNemar", "Delta", "parse_side", "pair", "mcnemar", "mcnemar_tests",
            "paired_bootstrap", "paired_deltas", "regressions", "slice_table", "direction", "tail_mean"]

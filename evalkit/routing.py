@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from evalkit.errors import ConfigError
-from evalkit.paired import Pairing, paired_bootstrap
+from evalkit.metrics import tail_mean
+from evalkit.paired import Pairing, flags, paired_bootstrap
 
 STYLES = ("cascade", "router")
 
@@ -70,10 +70,6 @@ class RoutingData:
         return RoutingData(**{k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()})
 
 
-def _flag(series: Any) -> np.ndarray:
-    return series.astype("float64").fillna(0.0).to_numpy()
-
-
 def routing_data(pairing: Pairing, signal: dict[str, float] | None = None) -> RoutingData:
     """Arrays from a pairing whose baseline is the small model and candidate the large one."""
     rows = pairing.rows
@@ -86,10 +82,10 @@ def routing_data(pairing: Pairing, signal: dict[str, float] | None = None) -> Ro
     costs = rows["cost_usd_b"].notna().all() and rows["cost_usd_c"].notna().all()
     return RoutingData(
         sample_ids=rows["sample_id"].to_numpy(), signal=np.nan_to_num(sig, nan=-np.inf),
-        correct_s=_flag(rows["correct_b"]), correct_l=_flag(rows["correct_c"]),
+        correct_s=flags(rows["correct_b"]), correct_l=flags(rows["correct_c"]),
         quality_s=rows["quality_b"].to_numpy(float), quality_l=rows["quality_c"].to_numpy(float),
-        feasible_s=_flag(rows["feasible_b"]) if has_feasible else None,
-        feasible_l=_flag(rows["feasible_c"]) if has_feasible else None,
+        feasible_s=flags(rows["feasible_b"]) if has_feasible else None,
+        feasible_l=flags(rows["feasible_c"]) if has_feasible else None,
         conf_s=conf_s, conf_l=rows["confidence_c"].to_numpy(dtype=float, na_value=np.nan),
         cost_s=rows["cost_usd_b"].to_numpy(float) if costs else None,
         cost_l=rows["cost_usd_c"].to_numpy(float) if costs else None,
@@ -104,11 +100,6 @@ def thresholds(signal: np.ndarray, points: int = 101) -> np.ndarray:
     # a threshold just above each quantile, so "signal < t" escalates that quantile's samples too
     above = np.nextafter(qs, np.inf)
     return np.concatenate([[-np.inf], above, [np.inf]])
-
-
-def _tail(q: np.ndarray) -> float:
-    k = max(1, math.ceil(0.05 * len(q)))
-    return float(np.partition(q, k - 1)[:k].mean())
 
 
 def evaluate_policy(d: RoutingData, t: float, style: str) -> Policy:
@@ -127,7 +118,7 @@ def evaluate_policy(d: RoutingData, t: float, style: str) -> Policy:
         latency = np.where(esc, d.latency_l, d.latency_s)
     lat = latency[~np.isnan(latency)]
     return Policy(style=style, threshold=float(t), share_escalated=float(esc.mean()), accuracy=float(correct.mean()),
-                  feasible_rate=feasible, tail5=_tail(quality), brier=brier,
+                  feasible_rate=feasible, tail5=tail_mean(quality), brier=brier,
                   cost_per_1k=None if cost is None else float(cost.mean() * 1000),
                   latency_ms_p50=float(np.percentile(lat, 50)) if len(lat) else None,
                   latency_ms_p95=float(np.percentile(lat, 95)) if len(lat) else None)
