@@ -25,12 +25,26 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{value:.3f}"
 
 
+def _delta(value: Any, kind: str) -> str:
+    """A paired difference in the metric's own unit: points for rates, ms, dollars, else 4 decimals."""
+    if value is None:
+        return "—"
+    if kind == "rate":
+        return f"{value * 100:+.1f} pts"
+    if kind == "ms":
+        return f"{value:+,.0f} ms"
+    if kind == "usd":
+        return f"{value:+,.4f} $"
+    return f"{value:+.4f}"
+
+
 def environment() -> jinja2.Environment:
     """The report's only Jinja environment."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = _fmt
     env.filters["signed"] = lambda v, d=3: "—" if v is None else f"{v:+.{d}f}"
+    env.filters["dfmt"] = _delta
     env.filters["usd"] = lambda v: "—" if v is None else f"${v:,.2f}"
     env.globals["inline"] = lambda name: (_TEMPLATES / name).read_text(encoding="utf-8")
     return env
