@@ -9,6 +9,8 @@ never from the rule):
   ``significance: point`` fails on the point estimate.
 - ``max_rise: r`` (lower-is-better metrics): the mirror image — fails when the CI lies above +r.
 - ``min`` / ``max``: bounds on the candidate's own value over all its rows (the CI is shown).
+- Relative rules need a metric that is compared pairwise (``evalkit.paired.PAIRED_METRICS``); counts
+  such as ``n_errors`` take ``min`` / ``max`` (or use the matching rate, ``error_rate``).
 - A gate whose metric has no value for these runs (e.g. ``brier`` without confidences) is an **error**
   and fails: a gate that cannot be checked never passes silently.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from evalkit.errors import ConfigError
 from evalkit.metrics import METRICS
-from evalkit.paired import Delta, Pairing, mcnemar_tests, paired_deltas, regressions, slice_table
+from evalkit.paired import PAIRED_METRICS, Delta, Pairing, mcnemar_tests, paired_deltas, regressions, slice_table
 from evalkit.store.db import Store
 from evalkit.suite import GateRule
 
@@ -76,6 +78,10 @@ def check_rules(rules: list[GateRule], suite_file: str | None = None) -> None:
         if rule.max_rise is not None and info.higher_is_better is not False:
             raise ConfigError(f"max_rise needs a lower-is-better metric; '{rule.metric}' is not (use max_drop "
                               "or min)", file=suite_file, key=key)
+        if (rule.max_drop is not None or rule.max_rise is not None) and rule.metric not in PAIRED_METRICS:
+            raise ConfigError(f"'{rule.metric}' has no paired comparison, so max_drop/max_rise cannot apply; bound "
+                              f"the candidate's value with min/max, or use one of {sorted(PAIRED_METRICS)}",
+                              file=suite_file, key=key)
 
 
 def _relative(rule: GateRule, d: Delta | None) -> GateResult:
@@ -142,7 +148,7 @@ def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 
         "format": GATE_FORMAT, "verdict": "fail" if failed else "pass",
         "baseline": str(pairing.baseline), "candidate": str(pairing.candidate),
         "n_pairs": int(len(pairing.rows)), "only_baseline": pairing.only_baseline,
-        "only_candidate": pairing.only_candidate,
+        "only_candidate": pairing.only_candidate, "unpaired_repeats": pairing.unpaired_repeats,
         "gates": [asdict(r) for r in results],
         "deltas": {k: asdict(v) for k, v in by_confidence[0.95].items()},
         "mcnemar": {k: asdict(v) for k, v in mcnemar_tests(pairing).items()},
@@ -189,6 +195,10 @@ def _print_evidence(console: Any, report: dict[str, Any]) -> None:
         console.print(f"samples on one side only — baseline: {len(report['only_baseline'])} "
                       f"{report['only_baseline'][:10]}, candidate: {len(report['only_candidate'])} "
                       f"{report['only_candidate'][:10]}")
+    surplus = report.get("unpaired_repeats") or {}
+    if any(surplus.values()):
+        console.print(f"repeats without a partner (not compared) — baseline: {surplus['baseline']}, "
+                      f"candidate: {surplus['candidate']}")
     if report["regressions"]:
         console.print(f"{report['n_regressions']} regressions (candidate lost what the baseline had), first 10:")
         for r in report["regressions"][:10]:

@@ -8,7 +8,14 @@ one side only are reported, never silently dropped. On the matched pairs:
   with continuity correction.
 - **Paired bootstrap** for the difference (candidate − baseline) of every mean metric and of latency
   percentiles: both sides are resampled with the *same* sample indices (seeded, vectorised in chunks),
-  and the percentile interval of the differences is reported with the point estimate.
+  and the percentile interval of the differences is reported with the point estimate. With repeats,
+  whole samples are resampled (all their repeats together): repeats of one sample are correlated — a
+  model at temperature 0 answers the same five times — so counting them as independent rows would
+  narrow the interval by up to √repeats and fail gates on noise.
+
+Samples on one side only are listed by id; a sample on both sides whose repeat counts differ (one run
+with ``repeats: 1``, the other with 3) is paired on the repeats both have, and the surplus rows are
+counted in ``unpaired_repeats``, not listed as missing samples.
 """
 
 from __future__ import annotations
@@ -23,12 +30,18 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.errors import ConfigError
-from evalkit.metrics import METRICS, bootstrap, ece, row_mean, row_tail, tail_mean
+from evalkit.metrics import METRICS, _row_ece, bootstrap, ece, row_mean, row_tail, tail_mean
 from evalkit.store.db import Store
 
 EXACT_BELOW = 25
+_CHUNK_CELLS = 4_000_000  # resample matrix cells per chunk, as in evalkit.metrics.bootstrap
 _COLUMNS = ("r.sample_id, r.repeat, r.status, r.correct, r.quality, r.schema_valid, r.feasible, r.confidence, "
-            "r.latency_ms, r.cost_usd, r.output, r.violations, r.error, s.slice, s.target")
+            "r.latency_ms, r.ttft_ms, r.cost_usd, r.output, r.violations, r.error, s.slice, s.target")
+# Metrics paired_deltas() compares; a relative gate (max_drop / max_rise) needs one of them.
+PAIRED_METRICS = frozenset({
+    "accuracy", "quality_mean", "error_rate", "schema_valid_rate", "feasible_rate", "valid_but_infeasible_rate",
+    "tail5", "brier", "ece", "cost_per_1k", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95",
+    "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class Pairing:
     rows: pd.DataFrame
     only_baseline: list[str] = field(default_factory=list)
     only_candidate: list[str] = field(default_factory=list)
+    unpaired_repeats: dict[str, int] = field(default_factory=lambda: {"baseline": 0, "candidate": 0})
 
 
 def _load(store: Store, side: Side) -> pd.DataFrame:
@@ -77,12 +91,17 @@ def pair(store: Store, baseline: Side, candidate: Side) -> Pairing:
     """Match the two sides' rows by sample id and repeat."""
     b, c = _load(store, baseline), _load(store, candidate)
     merged = b.merge(c, on=["sample_id", "repeat"], how="outer", suffixes=("_b", "_c"), indicator=True)
-    only_b = sorted(merged.loc[merged["_merge"] == "left_only", "sample_id"].unique().tolist())
-    only_c = sorted(merged.loc[merged["_merge"] == "right_only", "sample_id"].unique().tolist())
+    ids_b, ids_c = set(b["sample_id"]), set(c["sample_id"])
+    # A sample is on one side only when the other side has none of its repeats; a surplus repeat of a
+    # sample both sides have is counted, not reported as a missing sample.
+    only_b, only_c = sorted(ids_b - ids_c), sorted(ids_c - ids_b)
+    shared = merged["sample_id"].isin(ids_b & ids_c)
+    surplus = {"baseline": int((shared & (merged["_merge"] == "left_only")).sum()),
+               "candidate": int((shared & (merged["_merge"] == "right_only")).sum())}
     rows = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{baseline} and {candidate} share no sample: nothing to compare")
-    return Pairing(baseline, candidate, rows, only_b, only_c)
+    return Pairing(baseline, candidate, rows, only_b, only_c, surplus)
 
 
 @dataclass(frozen=True)
@@ -131,27 +150,78 @@ def _quantile(q: float) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
-                     rng: np.random.Generator, confidence: float = 0.95) -> tuple[float | None, float | None]:
-    """CI of stat(b) − stat(a), resampling the same pair indices for both sides."""
+                     rng: np.random.Generator, confidence: float = 0.95,
+                     groups: np.ndarray | None = None) -> tuple[float | None, float | None]:
+    """CI of stat(b) − stat(a), resampling the same pair indices for both sides.
+
+    ``groups`` (one integer per row, e.g. the sample of each repeat) makes it a cluster bootstrap:
+    whole groups are resampled, because rows of one group are not independent evidence.
+    """
+    if groups is not None and len(np.unique(groups)) < len(groups):
+        return _cluster_bootstrap(a, b, stat, groups, resamples, rng, confidence)
     if getattr(stat, "fast", None) == "mean":  # a difference of means is the mean of differences
         return bootstrap(b - a, stat, resamples, rng, confidence)
     pairs = np.stack([a, b], axis=-1)
     return bootstrap(pairs, lambda m: stat(m[..., 1]) - stat(m[..., 0]), resamples, rng, confidence)
 
 
+def _cluster_bootstrap(a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], groups: np.ndarray,
+                       resamples: int, rng: np.random.Generator,
+                       confidence: float) -> tuple[float | None, float | None]:
+    order = np.argsort(groups, kind="stable")
+    a, b = a[order], b[order]
+    _, g = np.unique(groups[order], return_inverse=True)
+    n_groups = int(g.max()) + 1
+    if resamples <= 0 or n_groups < 2:
+        return None, None
+    sizes = np.bincount(g, minlength=n_groups)
+    out = np.empty(resamples)
+    chunk = max(1, _CHUNK_CELLS // len(a))
+    if getattr(stat, "fast", None) == "mean":
+        # The row mean of a resample is Σ count·(sum of the group) / Σ count·(size of the group):
+        # multinomial counts of whole groups are all it needs, O(groups) per resample.
+        sums = np.bincount(g, weights=b - a, minlength=n_groups)
+        for start in range(0, resamples, chunk):
+            draws = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=min(chunk, resamples - start))
+            out[start:start + len(draws)] = (draws @ sums) / (draws @ sizes)
+    elif np.all(sizes == sizes[0]):  # the usual case: every sample has the same number of repeats
+        ga, gb = a.reshape(n_groups, -1), b.reshape(n_groups, -1)
+        for start in range(0, resamples, chunk):
+            idx = rng.integers(0, n_groups, size=(min(chunk, resamples - start), n_groups))
+            out[start:start + len(idx)] = (stat(gb[idx].reshape(len(idx), -1))
+                                           - stat(ga[idx].reshape(len(idx), -1)))
+    else:  # a repeat missing somewhere: resamples differ in length, so one at a time
+        starts = np.cumsum(sizes) - sizes
+        for i in range(resamples):
+            picked = rng.integers(0, n_groups, size=n_groups)
+            lengths = sizes[picked]
+            offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            rows = np.repeat(starts[picked], lengths) + offsets
+            out[i] = stat(b[rows][None, :])[0] - stat(a[rows][None, :])[0]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(out, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def _delta(name: str, a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
-           rng: np.random.Generator, confidence: float) -> Delta:
+           rng: np.random.Generator, confidence: float, groups: np.ndarray | None = None) -> Delta:
     if len(a) == 0:
         return Delta(name, None, None, None, None, None, 0)
     va, vb = float(stat(a[None, :])[0]), float(stat(b[None, :])[0])
-    low, high = paired_bootstrap(a, b, stat, resamples, rng, confidence)
+    low, high = paired_bootstrap(a, b, stat, resamples, rng, confidence, groups)
     return Delta(name, va, vb, vb - va, low, high, len(a))
+
+
+def _ece_pairs(m: np.ndarray) -> np.ndarray:
+    """ECE difference per resample of (b, n, 4) rows: baseline (confidence, correct), candidate (same)."""
+    return _row_ece(m[..., 2:4]) - _row_ece(m[..., 0:2])
 
 
 def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confidence: float = 0.95) -> dict[str, Delta]:
     """Candidate − baseline for every comparable metric, with paired bootstrap CIs."""
     rows = pairing.rows
     rng = np.random.default_rng([seed, zlib.crc32(f"{pairing.baseline}|{pairing.candidate}".encode())])
+    sample = pd.factorize(rows["sample_id"])[0]  # the resampling unit: a sample with all its repeats
     out: dict[str, Delta] = {}
     ok_b, ok_c = (rows["status_b"] == "ok").to_numpy(), (rows["status_c"] == "ok").to_numpy()
     means = {
@@ -167,25 +237,38 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
         vbi_c = flags(rows["schema_valid_c"]) * (1 - flags(rows["feasible_c"]))
         means["valid_but_infeasible_rate"] = (vbi_b, vbi_c)
     for name, (a, b) in means.items():
-        out[name] = _delta(name, a, b, row_mean, resamples, rng, confidence)
-    out["tail5"] = _delta("tail5", *means["quality_mean"], row_tail, resamples, rng, confidence)
+        out[name] = _delta(name, a, b, row_mean, resamples, rng, confidence, sample)
+    out["tail5"] = _delta("tail5", *means["quality_mean"], row_tail, resamples, rng, confidence, sample)
     conf = rows["confidence_b"].notna() & rows["confidence_c"].notna()
     if conf.any():
         cb, cc = rows.loc[conf, "confidence_b"].to_numpy(float), rows.loc[conf, "confidence_c"].to_numpy(float)
         yb, yc = flags(rows.loc[conf, "correct_b"]), flags(rows.loc[conf, "correct_c"])
-        out["brier"] = _delta("brier", (cb - yb) ** 2, (cc - yc) ** 2, row_mean, resamples, rng, confidence)
+        in_conf = sample[conf.to_numpy()]
+        out["brier"] = _delta("brier", (cb - yb) ** 2, (cc - yc) ** 2, row_mean, resamples, rng, confidence,
+                              in_conf)
         e_b, e_c = ece(cb, yb), ece(cc, yc)
-        out["ece"] = Delta("ece", e_b, e_c, e_c - e_b, None, None, int(conf.sum()))
+        if len(np.unique(in_conf)) < len(in_conf):  # repeats: resample whole samples
+            low, high = _cluster_bootstrap(np.stack([cb, yb], 1), np.stack([cc, yc], 1),
+                                           lambda m: _row_ece(m.reshape(len(m), -1, 2)), in_conf, resamples, rng,
+                                           confidence)
+        else:
+            low, high = bootstrap(np.stack([cb, yb, cc, yc], axis=1), _ece_pairs, resamples, rng, confidence)
+        out["ece"] = Delta("ece", e_b, e_c, e_c - e_b, low, high, int(conf.sum()))
     cost = rows["cost_usd_b"].notna() & rows["cost_usd_c"].notna()
     if cost.any():
         out["cost_per_1k"] = _delta("cost_per_1k", rows.loc[cost, "cost_usd_b"].to_numpy(float) * 1000,
                                     rows.loc[cost, "cost_usd_c"].to_numpy(float) * 1000, row_mean, resamples, rng,
-                                    confidence)
+                                    confidence, sample[cost.to_numpy()])
     both_ok = ok_b & ok_c
     lat_b, lat_c = rows.loc[both_ok, "latency_ms_b"].to_numpy(float), rows.loc[both_ok, "latency_ms_c"].to_numpy(float)
-    for q in (50, 95, 99):
+    for q in (50, 90, 95, 99):
         out[f"latency_ms_p{q}"] = _delta(f"latency_ms_p{q}", lat_b, lat_c, _quantile(q / 100), resamples, rng,
-                                         confidence)
+                                         confidence, sample[both_ok])
+    streamed = both_ok & rows["ttft_ms_b"].notna().to_numpy() & rows["ttft_ms_c"].notna().to_numpy()
+    ttft_b, ttft_c = rows.loc[streamed, "ttft_ms_b"].to_numpy(float), rows.loc[streamed, "ttft_ms_c"].to_numpy(float)
+    for q in (50, 95):
+        out[f"ttft_ms_p{q}"] = _delta(f"ttft_ms_p{q}", ttft_b, ttft_c, _quantile(q / 100), resamples, rng,
+                                      confidence, sample[streamed])
     return out
 
 
@@ -211,12 +294,17 @@ def regressions(pairing: Pairing, limit: int | None = None) -> list[dict[str, An
     for i, r in picked.iterrows():
         kinds = [k for k, flag in (("wrong", lost_correct[i]), ("invalid", lost_valid[i]),
                                    ("infeasible", lost_feasible[i])) if flag]
-        out.append({"sample_id": r["sample_id"], "repeat": int(r["repeat"]), "slice": r["slice_b"],
-                    "lost": kinds, "target": r["target_b"], "baseline_output": r["output_b"],
-                    "candidate_output": r["output_c"], "candidate_error": r["error_c"],
-                    "candidate_violations": r["violations_c"],
+        out.append({"sample_id": r["sample_id"], "repeat": int(r["repeat"]), "slice": _text(r["slice_b"]),
+                    "lost": kinds, "target": _text(r["target_b"]), "baseline_output": _text(r["output_b"]),
+                    "candidate_output": _text(r["output_c"]), "candidate_error": _text(r["error_c"]),
+                    "candidate_violations": _text(r["violations_c"]),
                     "quality_baseline": float(r["quality_b"]), "quality_candidate": float(r["quality_c"])})
     return out[:limit] if limit else out
+
+
+def _text(value: Any) -> str | None:
+    """A text cell as str or None: pandas reads NULL in a string column as NaN, which is not JSON."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 def slice_table(pairing: Pairing) -> list[dict[str, Any]]:
@@ -239,5 +327,5 @@ def direction(metric: str) -> bool | None:
     return info.higher_is_better if info else None
 
 
-__all__ = ["flags", "Side", "Pairing", "McNemar", "Delta", "parse_side", "pair", "mcnemar", "mcnemar_tests",
+__all__ = ["PAIRED_METRICS", "flags", "Side", "Pairing", "McNemar", "Delta", "parse_side", "pair", "mcnemar", "mcnemar_tests",
            "paired_bootstrap", "paired_deltas", "regressions", "slice_table", "direction", "tail_mean"]

@@ -35,6 +35,7 @@ def compare(run_id: str, baseline: str, candidate: str, db: str | None, seed: in
         report = {"format": "evalkit.compare/1", "baseline": str(pairing.baseline),
                   "candidate": str(pairing.candidate), "n_pairs": len(pairing.rows),
                   "only_baseline": pairing.only_baseline, "only_candidate": pairing.only_candidate,
+                  "unpaired_repeats": pairing.unpaired_repeats,
                   "deltas": {k: asdict(v) for k, v in paired_deltas(pairing, seed, resamples).items()},
                   "mcnemar": {k: asdict(v) for k, v in mcnemar_tests(pairing).items()},
                   "regressions": regressions(pairing), "slices": slice_table(pairing)}
