@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+from test_gate import GATE_SUITE
 
 from evalkit.cli import main
 from evalkit.metrics import compute_run_metrics, row_tail
@@ -29,22 +30,7 @@ from evalkit.store import Store
 from evalkit.store.db import now
 
 N = 120
-SUITE = """\
-evalkit: 1
-name: cmp
-dataset: {{path: data.jsonl, slice: slice}}
-prompt: {{user: "{{{{ q }}}}"}}
-output: {{type: label, labels: ["yes", "no"]}}
-target: {{field: label}}
-models:
-  base: {{provider: vllm, api_base: "http://127.0.0.1:9/v1", base_model: b}}
-  cand: {{provider: vllm, api_base: "http://127.0.0.1:9/v1", base_model: c}}
-gates:
-  baseline: base
-  candidate: cand
-  rules:
-{rules}
-"""
+SUITE = GATE_SUITE.replace("name: gated", "name: cmp")  # the same constructed suite as test_gate.py
 
 
 def _at(values: Any, i: int, default: Any = None) -> Any:
