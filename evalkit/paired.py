@@ -30,11 +30,10 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.errors import ConfigError
-from evalkit.metrics import METRICS, _row_ece, bootstrap, ece, row_mean, row_tail, tail_mean
+from evalkit.metrics import _CHUNK_CELLS, _row_ece, bootstrap, ece, row_mean, row_tail
 from evalkit.store.db import Store
 
 EXACT_BELOW = 25
-_CHUNK_CELLS = 4_000_000  # resample matrix cells per chunk, as in evalkit.metrics.bootstrap
 _COLUMNS = ("r.sample_id, r.repeat, r.status, r.correct, r.quality, r.schema_valid, r.feasible, r.confidence, "
             "r.latency_ms, r.ttft_ms, r.cost_usd, r.output, r.violations, r.error, s.slice, s.target")
 # Metrics paired_deltas() compares; a relative gate (max_drop / max_rise) needs one of them.
@@ -321,11 +320,5 @@ def slice_table(pairing: Pairing) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r["delta"])
 
 
-def direction(metric: str) -> bool | None:
-    """True when higher is better, False when lower is, None when neither (from the metric registry)."""
-    info = METRICS.get(metric)
-    return info.higher_is_better if info else None
-
-
 __all__ = ["PAIRED_METRICS", "flags", "Side", "Pairing", "McNemar", "Delta", "parse_side", "pair", "mcnemar", "mcnemar_tests",
-           "paired_bootstrap", "paired_deltas", "regressions", "slice_table", "direction", "tail_mean"]
+           "paired_bootstrap", "paired_deltas", "regressions", "slice_table"]
