@@ -8,6 +8,7 @@ message that says what to fix (file, line, key, sample id) and never prints.
     ├── DatasetError                dataset file missing, malformed (file:line), duplicate ids
     ├── TemplateError               a prompt or target template fails for a sample
     ├── ScorerError                 a custom scorer or feasibility check cannot be loaded
+    ├── EngineError                 a local engine (launched vLLM server, in-process vLLM) cannot start
     ├── BackendError                a model call failed (carries retryable / status / retry_after)
     │   └── ModelAbortedError       a model failed so consistently that its run was stopped
     ├── StoreError                  the DuckDB file cannot be opened, is locked or is not evalkit's
@@ -49,6 +50,10 @@ class TemplateError(EvalkitError):
 
 class ScorerError(EvalkitError):
     """A custom scorer or feasibility check is missing or has the wrong shape."""
+
+
+class EngineError(EvalkitError):
+    """A local model engine (a vLLM server evalkit launches, or vLLM in-process) cannot start."""
 
 
 class BackendError(EvalkitError):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalkit import __version__
-from evalkit.backends import Backend, ChatRequest, Completion, create_backend
+from evalkit.backends import Backend, ChatRequest, Completion, create_backends
 from evalkit.cost import call_cost, describe, measured_gpu_cost_per_row
 from evalkit.dataset import Dataset, load_dataset
 from evalkit.errors import BackendError, ConfigError, InterruptedRunError, ModelAbortedError
@@ -202,7 +202,8 @@ class SuiteRun:
         for i in range(len(requests)):
             queue.put_nowait(i)
         state = {"successes": 0, "consecutive_failures": 0}
-        concurrency = spec.concurrency or self.suite.run.concurrency
+        # An in-process engine batches: it wants the whole set in flight unless the suite caps it.
+        concurrency = spec.concurrency or getattr(backend, "default_concurrency", None) or self.suite.run.concurrency
         abort_after = max(10, concurrency)
         started = time.perf_counter()
 
@@ -276,7 +277,8 @@ class SuiteRun:
             "run_id": self.run_id, "model": model, "provider": spec.provider,
             "model_ref": getattr(backend, "served_model", None) or getattr(spec, "model", None),
             "identity": redact(backend.identity()),
-            "config": redact({**spec.model_dump(mode="json"), "cost_model": describe(spec)}),
+            "config": redact({**spec.model_dump(mode="json"), "cost_model": describe(spec),
+                              **({"engine": info} if (info := _engine_info(backend)) else {})}),
             "adapter": adapter, "status": status,
             "started_at": previous.get("started_at") or now(),
             "finished_at": now() if status != "running" else None,
@@ -318,6 +320,12 @@ class SuiteRun:
             if outcome.status == "complete":
                 self._fill_measured_cost(outcome.model)
         return list(outcomes)
+
+
+def _engine_info(backend: Backend) -> dict[str, Any] | None:
+    """A self-started engine's PID, address, command and log (launch / in-process vLLM), else None."""
+    info = getattr(backend, "engine_info", None)
+    return info() if callable(info) else None
 
 
 def _run_row(prepared: Prepared, run_id: str, argv: list[str]) -> dict[str, Any]:
@@ -366,10 +374,7 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         else:
             prepared = prepare(loaded, models, limit)
             run_id = new_run_id()
-        backends = {m: create_backend(m, loaded.suite.models[m], str(loaded.path),
-                                      max_connections=loaded.suite.models[m].concurrency
-                                      or loaded.suite.run.concurrency)
-                    for m in prepared.models}
+        backends = create_backends(loaded, prepared.models)
         if not resume:
             store.create_run(_run_row(prepared, run_id, argv or sys.argv))
             store.insert_samples([{

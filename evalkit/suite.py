@@ -216,18 +216,59 @@ class LiteLLMModel(_ModelBase):
 
 
 class VLLMModel(_ModelBase):
-    """A model served by vLLM's OpenAI-compatible server (base model, optionally a LoRA module)."""
+    """A base model or one of its LoRA adapters on a vLLM engine, in one of three modes.
+
+    ``connect``: a running OpenAI-compatible vLLM server at ``api_base``; ``base_model`` is its served
+    name. ``launch``: evalkit starts ``python -m vllm.entrypoints.openai.api_server`` for
+    ``base_model`` (a local folder or hub id) with the adapters of every model on that base, waits
+    until it is healthy and stops it when the run ends. ``inprocess``: ``vllm.LLM`` in evalkit's own
+    process, batching the whole held-out set (latency is then per batch, not per request).
+    """
 
     provider: Literal["vllm"]
-    mode: Literal["connect"] = "connect"
-    api_base: str = Field(description="URL of the server's OpenAI API, e.g. http://127.0.0.1:8000/v1; "
-                          "${VAR} and ${VAR:-default} are expanded.")
+    mode: Literal["connect", "launch", "inprocess"] = "connect"
+    api_base: str | None = Field(None, description="connect: URL of the server's OpenAI API, e.g. "
+                                 "http://127.0.0.1:8000/v1; ${VAR} and ${VAR:-default} are expanded.")
 
     _expand = field_validator("api_base")(classmethod(lambda cls, v: expand_env(v)))
-    base_model: str = Field(description="Served name of the base model.")
-    adapter: str | None = Field(None, description="LoRA module name on the server (None: base).")
-    adapter_path: str | None = Field(None, description="Local adapter folder, hashed into provenance.")
+    base_model: str = Field(description="connect: served name of the base model; launch / inprocess: "
+                            "the base model's folder (relative to the suite) or hub id.")
+    adapter: str | None = Field(None, description="LoRA module name (None: the base model).")
+    adapter_path: str | None = Field(None, description="Local adapter folder (peft layout): hashed into "
+                                     "provenance; launch / inprocess load it.")
     api_key_env: str | None = None
+    served_name: str | None = Field(None, description="launch: the name the base model is served under "
+                                    "(default: base_model).")
+    server_args: list[str] = Field(default_factory=list, description="launch: extra arguments for the "
+                                   "vLLM server, e.g. [--max-model-len, '2048', --gpu-memory-utilization, '0.8'].")
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="inprocess: extra keyword "
+                                        "arguments for vllm.LLM, e.g. {max_model_len: 2048}.")
+    startup_timeout_s: float = Field(600.0, gt=0, description="launch / inprocess: how long the engine "
+                                     "may take to become ready.")
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> VLLMModel:
+        if self.mode == "connect":
+            if not self.api_base:
+                raise ValueError("mode 'connect' needs api_base (the URL of a running vLLM server)")
+            wrong = [k for k in ("server_args", "engine_args") if getattr(self, k)]
+        else:
+            if self.api_base:
+                raise ValueError(f"mode '{self.mode}' starts its own engine: remove api_base "
+                                 "(or use mode: connect)")
+            if self.adapter and not self.adapter_path:
+                raise ValueError(f"mode '{self.mode}' loads the adapter itself: give adapter_path")
+            if self.api_key_env:
+                raise ValueError(f"mode '{self.mode}' starts its own engine, which needs no api_key_env")
+            wrong = ["engine_args"] if self.mode == "launch" and self.engine_args else []
+            if self.mode == "inprocess":
+                wrong = [k for k in ("server_args", "served_name") if getattr(self, k)]
+                if self.stream and "stream" in self.model_fields_set:
+                    raise ValueError("mode 'inprocess' cannot stream (no time to first token): set stream: false")
+                object.__setattr__(self, "stream", False)  # the default (True) means nothing in-process
+        if wrong:
+            raise ValueError(f"{wrong[0]} does not apply to mode '{self.mode}'")
+        return self
 
 
 ModelSpec = Annotated[LiteLLMModel | VLLMModel, Field(discriminator="provider")]

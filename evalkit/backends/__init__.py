@@ -9,9 +9,9 @@ import os
 
 from evalkit.backends.base import Backend, ChatRequest, Completion
 from evalkit.errors import ConfigError
-from evalkit.suite import LiteLLMModel, VLLMModel
+from evalkit.suite import LiteLLMModel, LoadedSuite, VLLMModel
 
-__all__ = ["Backend", "ChatRequest", "Completion", "create_backend", "api_key_for"]
+__all__ = ["Backend", "ChatRequest", "Completion", "create_backend", "create_backends", "api_key_for"]
 
 
 def api_key_for(name: str, env_var: str | None, suite_file: str) -> str | None:
@@ -37,3 +37,67 @@ def create_backend(name: str, spec: LiteLLMModel | VLLMModel, suite_file: str,
     from evalkit.backends.vllm import VLLMServerBackend
 
     return VLLMServerBackend(name, spec, key, max_connections=max_connections)
+
+
+def create_backends(loaded: LoadedSuite, names: list[str]) -> dict[str, Backend]:
+    """The backends of the chosen models of a suite; self-started vLLM engines are shared per base model.
+
+    Launched servers and in-process engines start here, before anything is stored, so a model that
+    cannot start fails the run cleanly. If one fails, engines already started are stopped again.
+    """
+    suite_file = str(loaded.path)
+    backends: dict[str, Backend] = {}
+    try:
+        launch = None
+        inprocess: dict[tuple[str, str], object] = {}
+        for name in names:
+            spec = loaded.suite.models[name]
+            connections = spec.concurrency or loaded.suite.run.concurrency
+            if isinstance(spec, VLLMModel) and spec.mode == "launch":
+                from evalkit.backends.vllm import VLLMServerBackend, adapter_folder, engine_identity, launch_specs
+                from evalkit.backends.vllm_launch import POOL
+
+                launch = launch if launch is not None else launch_specs(loaded, names)
+                key, server_spec = launch[name]
+                server = POOL.acquire(key, lambda s=server_spec: s)
+                backends[name] = VLLMServerBackend(
+                    name, spec, None, connections, api_base=server.api_base, server=server,
+                    identity=engine_identity(loaded, spec, adapter_folder(loaded, name, spec)))
+            elif isinstance(spec, VLLMModel) and spec.mode == "inprocess":
+                backends[name] = _inprocess_backend(loaded, names, name, spec, inprocess)
+            else:
+                backends[name] = create_backend(name, spec, suite_file, max_connections=connections)
+    except BaseException:
+        import asyncio
+
+        async def _close_all() -> None:
+            for backend in backends.values():
+                await backend.aclose()
+
+        asyncio.run(_close_all())
+        raise
+    return backends
+
+
+def _inprocess_backend(loaded: LoadedSuite, names: list[str], name: str, spec: VLLMModel,
+                       engines: dict[tuple[str, str], object]) -> Backend:
+    """An in-process model; the engine for its base is built once, with every adapter on that base."""
+    import json
+
+    from evalkit.backends.vllm import adapter_folder, engine_identity, resolve_base
+    from evalkit.backends.vllm_inprocess import InProcessEngine, VLLMInProcessBackend, sampling_kwargs
+
+    sampling = sampling_kwargs(spec.params, f"models.{name}.params", str(loaded.path))  # before the slow start
+    base = resolve_base(loaded, spec.base_model)
+    key = (base, json.dumps(spec.engine_args, sort_keys=True, default=str))
+    if key not in engines:
+        adapters = {}
+        for other in names:
+            o = loaded.suite.models[other]
+            if (isinstance(o, VLLMModel) and o.mode == "inprocess" and o.adapter
+                    and (resolve_base(loaded, o.base_model), json.dumps(o.engine_args, sort_keys=True, default=str)) == key):
+                adapters[o.adapter] = adapter_folder(loaded, other, o)
+        engines[key] = InProcessEngine(base, adapters, spec.engine_args)
+    adapter = adapter_folder(loaded, name, spec)
+    return VLLMInProcessBackend(name, spec.adapter, engines[key], sampling,  # type: ignore[arg-type]
+                                engine_identity(loaded, spec, adapter))

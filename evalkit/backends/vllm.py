@@ -1,33 +1,107 @@
-"""Models on a vLLM engine. Mode ``connect``: a running OpenAI-compatible vLLM server.
+"""Models on a vLLM engine, in three modes with one per-sample record format.
 
-The served model is the LoRA module name when an adapter is given, else the base model; the request
-format, the measurements and the stored record are the same as for every other backend.
+- ``connect``: a running OpenAI-compatible vLLM server (``api_base``).
+- ``launch``: a server evalkit starts (:mod:`evalkit.backends.vllm_launch`), one per base model,
+  shared by that base's adapters; then called exactly like ``connect``.
+- ``inprocess``: ``vllm.LLM`` inside evalkit (:mod:`evalkit.backends.vllm_inprocess`).
+
+The served model is the LoRA module name when an adapter is given, else the base model.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from evalkit.backends.base import ChatRequest, Completion
 from evalkit.backends.openai_http import OpenAICompatibleClient
-from evalkit.suite import VLLMModel
+from evalkit.backends.vllm_launch import POOL, LaunchedServer, ServerSpec
+from evalkit.errors import ConfigError
+from evalkit.provenance import adapter_identity
+from evalkit.suite import LoadedSuite, VLLMModel
 
 
 class VLLMServerBackend:
-    """A base model or one of its LoRA adapters on a vLLM server."""
+    """A base model or one of its LoRA adapters on a vLLM server (connected to, or launched)."""
 
-    def __init__(self, name: str, spec: VLLMModel, api_key: str | None, max_connections: int = 64) -> None:
+    def __init__(self, name: str, spec: VLLMModel, api_key: str | None, max_connections: int = 64,
+                 api_base: str | None = None, server: LaunchedServer | None = None,
+                 identity: dict[str, Any] | None = None) -> None:
         self.name = name
         self.spec = spec
-        self.served_model = spec.adapter or spec.base_model
-        self._client = OpenAICompatibleClient(spec.api_base, self.served_model, api_key, max_connections)
+        self.server = server
+        self.served_model = spec.adapter or (server.spec.served_name if server else spec.base_model)
+        self._identity = identity or {"provider": "vllm", "api_base": spec.api_base, "base_model": spec.base_model,
+                                      "adapter": spec.adapter, "params": spec.params}
+        self._client = OpenAICompatibleClient(api_base or spec.api_base or "", self.served_model, api_key,
+                                              max_connections)
 
     def identity(self) -> dict[str, Any]:
-        return {"provider": "vllm", "api_base": self.spec.api_base, "base_model": self.spec.base_model,
-                "adapter": self.spec.adapter, "params": self.spec.params}
+        return self._identity
+
+    def engine_info(self) -> dict[str, Any] | None:
+        """The launched server's PID, address, command and log file (None when connecting)."""
+        return self.server.info() if self.server else None
 
     async def complete(self, request: ChatRequest) -> Completion:
         return await self._client.complete(request)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self.server is not None:
+            POOL.release(self.server)
+            self.server = None
+
+
+def resolve_base(loaded: LoadedSuite, base_model: str) -> str:
+    """A base model given as a folder relative to the suite becomes an absolute path; else a hub id."""
+    local = loaded.resolve(base_model)
+    return str(local) if local.exists() else base_model
+
+
+def adapter_folder(loaded: LoadedSuite, name: str, spec: VLLMModel) -> Path | None:
+    """The adapter folder a launch / in-process model loads; a clear error when it is not there."""
+    if not spec.adapter_path:
+        return None
+    path = loaded.resolve(spec.adapter_path)
+    if not (path / "adapter_config.json").is_file():
+        raise ConfigError(f"no LoRA adapter at {path} (expected adapter_config.json from peft)",
+                          file=str(loaded.path), key=f"models.{name}.adapter_path")
+    return path
+
+
+def engine_identity(loaded: LoadedSuite, spec: VLLMModel, adapter: Path | None) -> dict[str, Any]:
+    """What makes a self-started engine's answers what they are: base, adapter weights, params, flags.
+
+    The port, PID and absolute paths are left out, so a rerun on another day hits the cache.
+    """
+    weights = adapter_identity(adapter, spec.base_model) if adapter else None
+    return {"provider": "vllm", "mode": spec.mode, "base_model": spec.base_model, "adapter": spec.adapter,
+            "adapter_sha256": weights.get("weights_sha256") if weights else None, "params": spec.params,
+            "server_args": spec.server_args, "engine_args": spec.engine_args}
+
+
+def launch_specs(loaded: LoadedSuite, names: list[str]) -> dict[str, tuple[tuple[Any, ...], ServerSpec]]:
+    """For each launch-mode model: the key of its server and that server's spec (all the base's adapters)."""
+    groups: dict[tuple[Any, ...], ServerSpec] = {}
+    keys: dict[str, tuple[Any, ...]] = {}
+    for name in names:
+        spec = loaded.suite.models[name]
+        if not isinstance(spec, VLLMModel) or spec.mode != "launch":
+            continue
+        base = resolve_base(loaded, spec.base_model)
+        served = spec.served_name or (Path(base).name if Path(base).exists() else spec.base_model)
+        key = (base, served, tuple(spec.server_args))
+        group = groups.setdefault(key, ServerSpec(base, served, tuple(spec.server_args),
+                                                  startup_timeout_s=spec.startup_timeout_s))
+        group.startup_timeout_s = max(group.startup_timeout_s, spec.startup_timeout_s)
+        adapter = adapter_folder(loaded, name, spec)
+        if spec.adapter and adapter is not None:
+            known = group.adapters.get(spec.adapter)
+            if known is not None and known != adapter:
+                raise ConfigError(f"adapter name '{spec.adapter}' is given two folders on one server "
+                                  f"({known} and {adapter}); give each adapter its own name",
+                                  file=str(loaded.path), key=f"models.{name}.adapter")
+            group.adapters[spec.adapter] = adapter
+        keys[name] = key
+    return {name: (key, groups[key]) for name, key in keys.items()}

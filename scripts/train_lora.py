@@ -1,0 +1,157 @@
+"""Train the demo LoRA: SmolLM2-135M-Instruct learns to triage email on the training split.
+
+The prompts are rendered by evalkit itself from the demo suite's templates (so training and
+evaluation see the same text), over ``datasets/email_triage/train.jsonl`` — disjoint from the
+held-out set the suite scores (checked here: no shared id). The loss covers only the answer tokens.
+The adapter is saved in peft's layout with ``training.json``: the whole config, the training data's
+sha256, the held-out file's sha256, the base model's identity, the losses and the wall time.
+
+    python scripts/train_lora.py [--epochs 2] [--max-examples 0] [--device auto]
+
+Runs on a GPU in seconds, on 2 CPU cores in about 10-15 minutes. Needs the ``vllm-cpu`` extra
+(torch, transformers, peft) and ``scripts/prepare_smollm2.py`` to have run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from evalkit.dataset import load_dataset  # noqa: E402
+from evalkit.prompts import PromptRenderer  # noqa: E402
+from evalkit.suite import DatasetSpec, load_suite  # noqa: E402
+
+SUITE = ROOT / "suites" / "demo" / "suite.yaml"
+TRAIN = ROOT / "datasets" / "email_triage" / "train.jsonl"
+BASE = ROOT / ".cache" / "models" / "smollm2-135m-instruct"
+OUT = ROOT / "adapters" / "smollm2-email-triage"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def training_examples(max_examples: int) -> tuple[list[tuple[list[dict[str, str]], str]], str]:
+    """(messages, answer) pairs rendered with the demo suite's templates, and the held-out file's sha256."""
+    loaded = load_suite(SUITE)
+    heldout = load_dataset(loaded.resolve(loaded.suite.dataset.path), loaded.suite.dataset)
+    train = load_dataset(TRAIN, DatasetSpec(path=str(TRAIN), id="id", slice="slice"))
+    shared = {s.id for s in heldout.samples} & {s.id for s in train.samples}
+    if shared:
+        raise SystemExit(f"training and held-out sets share {len(shared)} ids, e.g. {sorted(shared)[:3]}")
+    rendered = PromptRenderer(loaded).render_all(train.samples)
+    pairs = [(r.messages, str(r.target)) for r in rendered]
+    random.Random(20261125).shuffle(pairs)
+    return (pairs[:max_examples] if max_examples else pairs), heldout.sha256
+
+
+def encode(tokenizer, messages: list[dict[str, str]], answer: str, max_len: int) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + answer + end of turn, and labels that score only the answer part."""
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    # Long emails are cut in the middle of the prompt, keeping the chat scaffolding at both ends.
+    keep = max_len - len(answer_ids)
+    if len(prompt_ids) > keep:
+        head = keep - 8
+        prompt_ids = prompt_ids[:head] + prompt_ids[-8:]
+    return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--max-examples", type=int, default=0, help="0: the whole training split")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-len", type=int, default=320)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--alpha", type=int, default=16)
+    parser.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--base", type=Path, default=BASE)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (args.base / "config.json").is_file():
+        raise SystemExit(f"no base model in {args.base}: run python scripts/prepare_smollm2.py first")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    tokenizer = AutoTokenizer.from_pretrained(args.base)
+    model = AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32).to(device)
+    lora = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=0.0, bias="none",
+                      target_modules=args.targets.split(","), task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+
+    pairs, heldout_sha = training_examples(args.max_examples)
+    encoded = [encode(tokenizer, m, a, args.max_len) for m, a in pairs]
+    steps_per_epoch = (len(encoded) + args.batch_size - 1) // args.batch_size
+    total_steps = max(1, round(steps_per_epoch * args.epochs))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 5) * max(0.0, 1 - s / total_steps))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    order = list(range(len(encoded)))
+    rng = random.Random(args.seed)
+    losses: list[float] = []
+    started = time.perf_counter()
+    model.train()
+    for step in range(total_steps):
+        if step % steps_per_epoch == 0:
+            rng.shuffle(order)
+        batch = [encoded[i] for i in order[(step % steps_per_epoch) * args.batch_size:][:args.batch_size]]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch], device=device)
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses.append(round(float(loss), 4))
+        if step % 10 == 0 or step == total_steps - 1:
+            print(f"step {step + 1}/{total_steps} loss {losses[-1]:.4f} ({time.perf_counter() - started:.0f} s)",
+                  flush=True)
+    wall = time.perf_counter() - started
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(args.out)
+    base_info = json.loads((args.base / "evalkit-prepared.json").read_text()) \
+        if (args.base / "evalkit-prepared.json").is_file() else {}
+    info = {
+        "base_model": "SmolLM2-135M-Instruct", "base_source": base_info,
+        "train_file": str(TRAIN.relative_to(ROOT)), "train_sha256": sha256_of(TRAIN),
+        "heldout_sha256": heldout_sha, "examples": len(encoded), "prompt_suite": str(SUITE.relative_to(ROOT)),
+        "epochs": args.epochs, "steps": total_steps, "batch_size": args.batch_size, "max_len": args.max_len,
+        "lr": args.lr, "rank": args.rank, "alpha": args.alpha, "targets": args.targets.split(","),
+        "seed": args.seed, "device": device, "torch": torch.__version__, "wall_s": round(wall, 1),
+        "loss_first_10": losses[:10], "loss_last_10": losses[-10:],
+    }
+    (args.out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    # peft writes the absolute local path of the base; record the served name instead (portable).
+    config_path = args.out / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = "SmolLM2-135M-Instruct"
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    print(f"adapter saved to {args.out} after {total_steps} steps in {wall:.0f} s; "
+          f"mean loss of the last 10 steps {sum(losses[-10:]) / len(losses[-10:]):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
