@@ -23,14 +23,15 @@ from evalkit import __version__
 from evalkit.backends import Backend, ChatRequest, Completion, create_backend
 from evalkit.cost import call_cost, describe, measured_gpu_cost_per_row
 from evalkit.dataset import Dataset, load_dataset
-from evalkit.errors import BackendError, ConfigError, InterruptedRunError, ModelAbortedError
+from evalkit.errors import BackendError, ConfigError, EvalkitError, InterruptedRunError, ModelAbortedError, require
 from evalkit.metrics import compute_run_metrics
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts import PromptRenderer, RenderedSample
 from evalkit.provenance import adapter_identity, git_state, host_info, package_versions, redact
+from evalkit.retention import run_retention
 from evalkit.scorers.pipeline import SampleScorer, Score
 from evalkit.store.db import Store, now, to_json
-from evalkit.suite import LoadedSuite, VLLMModel
+from evalkit.suite import BASE_SUFFIX, LoadedSuite, VLLMModel
 
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 1.0
@@ -349,6 +350,12 @@ def _check_resume(store: Store, prepared: Prepared, run_id: str) -> None:
                           f"{len(wanted)}; resume with the same --limit", file=str(prepared.loaded.path))
 
 
+def retention_applies(loaded: LoadedSuite, models: list[str]) -> bool:
+    """Whether a run of these models includes the suite's retention check (both of its models are run)."""
+    pair = loaded.suite.retention_pair()
+    return pair is not None and all(m in models or m.endswith(BASE_SUFFIX) for m in pair)
+
+
 def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None, limit: int | None = None,
               use_cache: bool = True, resume: str | None = None, progress: Progress | None = None,
               argv: list[str] | None = None) -> RunSummary:
@@ -366,6 +373,9 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         else:
             prepared = prepare(loaded, models, limit)
             run_id = new_run_id()
+        with_retention = retention_applies(loaded, prepared.models)
+        if with_retention:
+            require("lm_eval", "lm-eval")
         backends = {m: create_backend(m, loaded.suite.models[m], str(loaded.path),
                                       max_connections=loaded.suite.models[m].concurrency
                                       or loaded.suite.run.concurrency)
@@ -392,6 +402,11 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         status = "complete" if all(o.status == "complete" for o in outcomes) else "incomplete"
         metrics = compute_run_metrics(store, run_id, loaded.suite.run.seed, loaded.suite.run.bootstrap)
         store.set_run_status(run_id, status, finished=True)
+        if with_retention and status == "complete":
+            try:
+                run_retention(loaded, store, run_id)
+            except EvalkitError as exc:
+                raise type(exc)(f"run {run_id} is stored, but its retention check failed: {exc}") from None
         return RunSummary(run_id, str(db_path), status, outcomes, metrics)
     finally:
         store.close()
