@@ -102,8 +102,10 @@ class RetentionError(EvalkitError):
 
 def require(module: str, extra: str) -> None:
     """Import check for an optional extra, with the install command in the error."""
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec(module) is None:
-        raise MissingExtraError(f"this needs the '{extra}' extra: pip install 'evalkit[{extra}]'")
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(f"this needs the '{extra}' extra: pip install 'evalkit[{extra}]'") from None
 

@@ -25,9 +25,11 @@ def export_group() -> None:
 def export_inspect(run_id: str, out_dir: str, models: tuple[str, ...], db: str | None) -> None:
     """Write RUN_ID as inspect-ai eval logs, one per model, for 'inspect view'."""
     from evalkit.cli import _default_db
+    from evalkit.errors import require
     from evalkit.interop.inspect_log import export_run
     from evalkit.store import Store
 
+    require("inspect_ai", "inspect")  # before the store: a missing extra is the first thing to fix
     with Store(db or _default_db(), read_only=True) as store:
         written = export_run(store, store.resolve_run_id(run_id), Path(out_dir), list(models) or None)
     for path in written:
