@@ -15,9 +15,12 @@ score log-likelihoods need a local tokenizer in ``retention.model_args``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.metadata
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +153,23 @@ def _lm_eval_version() -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """lm-eval's log lines off while it runs: evalkit reports a failure in one line. After a failure the
+    request tasks lm-eval's async client abandoned would print their tracebacks when the process ends,
+    so asyncio's logger stays quiet then (a CLI process ends right after the error)."""
+    lm_logger, asyncio_logger = logging.getLogger("lm_eval"), logging.getLogger("asyncio")
+    level = lm_logger.level
+    lm_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except BaseException:
+        asyncio_logger.setLevel(logging.CRITICAL)
+        raise
+    finally:
+        lm_logger.setLevel(level)
+
+
 def evaluate_endpoint(loaded: LoadedSuite, ep: Endpoint, tasks: list[str | dict[str, Any]],
                       include: list[str]) -> dict[str, Any]:
     """Run lm-eval's ``simple_evaluate`` on one served model; its results dict with logged samples."""
@@ -167,11 +187,12 @@ def evaluate_endpoint(loaded: LoadedSuite, ep: Endpoint, tasks: list[str | dict[
         "num_concurrent": spec.concurrency, "timeout": int(spec.timeout_s),
         "header": {"Authorization": f"Bearer {_key(ep, str(loaded.path))}"}}
     try:
-        manager = TaskManager(include_path=include or None)
-        out = lm_eval.simple_evaluate(
-            model=spec.backend, model_args=model_args, tasks=tasks, task_manager=manager, limit=spec.limit,
-            num_fewshot=spec.num_fewshot, log_samples=True, apply_chat_template=chat, bootstrap_iters=1000,
-            random_seed=loaded.suite.run.seed)
+        with _quiet():
+            manager = TaskManager(include_path=include or None)
+            out = lm_eval.simple_evaluate(
+                model=spec.backend, model_args=model_args, tasks=tasks, task_manager=manager, limit=spec.limit,
+                num_fewshot=spec.num_fewshot, log_samples=True, apply_chat_template=chat, bootstrap_iters=1000,
+                random_seed=loaded.suite.run.seed, verbosity="ERROR")
     except (KeyError, ValueError, FileNotFoundError, NotImplementedError) as exc:
         raise RetentionError(f"lm-eval could not run {[t if isinstance(t, str) else t['task'] for t in tasks]} "
                              f"on '{ep.name}' ({ep.served} at {ep.api_base}): {type(exc).__name__}: "

@@ -85,7 +85,7 @@ def test_export_writes_one_log_per_model_that_inspect_reads_back(suite_path, cli
 
 def _frontier_log(path: Path, ids: list[str], answers: dict[str, str], *, with_time: bool) -> Path:
     """An inspect log of a 'frontier' model over the test emails, written with inspect-ai's own API."""
-    from inspect_ai.log import EvalConfig, EvalDataset, EvalLog, EvalSample, EvalSpec, EvalStats, write_eval_log
+    from inspect_ai.log import EvalConfig, EvalDataset, EvalLog, EvalSample, EvalSpec, EvalStats
     from inspect_ai.model import ChatMessageSystem, ChatMessageUser, ModelOutput, ModelUsage
     from inspect_ai.scorer import Score
 
