@@ -11,6 +11,9 @@ never from the rule):
 - ``min`` / ``max``: bounds on the candidate's own value over all its rows (the CI is shown).
 - Relative rules need a metric that is compared pairwise (``evalkit.paired.PAIRED_METRICS``); counts
   such as ``n_errors`` take ``min`` / ``max`` (or use the matching rate, ``error_rate``).
+- ``retention: TASK/METRIC`` rules bound an lm-eval capability metric instead (``evalkit.retention``):
+  the suite's retention candidate against its retention baseline, on the documents both answered,
+  from the gated run's ``retention`` results; the direction comes from lm-eval's task definition.
 - A gate whose metric has no value for these runs (e.g. ``brier`` without confidences) is an **error**
   and fails: a gate that cannot be checked never passes silently.
 """

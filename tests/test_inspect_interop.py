@@ -81,6 +81,45 @@ def test_export_writes_one_log_per_model_that_inspect_reads_back(suite_path, cli
                           timeout=120, env=cli_env)
     assert dump.returncode == 0, dump.stderr
     assert json.loads(dump.stdout)["status"] == "success"
+    _check_inspect_view(inspect_bin, out, cli_env)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _check_inspect_view(inspect_bin: Path, log_dir: Path, env: dict[str, str]) -> None:
+    """`inspect view` (the viewer's own server, on loopback) lists both logs and serves them."""
+    import time
+    import urllib.parse
+    import urllib.request
+
+    port = _free_port()
+    viewer = subprocess.Popen([str(inspect_bin), "view", "--log-dir", str(log_dir), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        listing = None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/log-files", timeout=5) as resp:
+                    listing = json.loads(resp.read())
+                break
+            except OSError:
+                time.sleep(0.25)
+        assert listing is not None, "inspect view did not start"
+        files = listing["files"]
+        assert len(files) == 2 and {f["task"] for f in files} == {"triage"}
+        name = urllib.parse.quote(files[0]["name"], safe="")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/logs/{name}", timeout=30) as resp:
+            log = json.loads(resp.read())
+        assert log["status"] == "success" and log["eval"]["task"] == "triage"
+    finally:
+        viewer.terminate()
+        viewer.wait(timeout=30)
 
 
 def _frontier_log(path: Path, ids: list[str], answers: dict[str, str], *, with_time: bool) -> Path:

@@ -130,7 +130,9 @@ def export_run(store: Store, run_id: str, out_dir: Path, models: list[str] | Non
                             model_usage={spec.model: usage} if usage else {}),
             samples=eval_samples)
         stamp = created.replace(":", "-").split(".")[0]
-        path = out_dir / f"{stamp}_{run['suite_name']}_{name}_{run_id}.eval"
+        # inspect's file name convention, {timestamp}_{task}_{model}_{id}: '_' separates, so none inside
+        path = out_dir / (f"{stamp}_{run['suite_name'].replace('_', '-')}_{name.replace('_', '-')}_"
+                          f"{run_id.replace('-', '')}.eval")
         write_eval_log(log, str(path))
         written.append(path)
     return written
@@ -169,7 +171,8 @@ def _sample(row: dict[str, Any], sample: dict[str, Any], model_name: str) -> Any
     output.usage = _usage(row)
     output.time = row["latency_ms"] / 1000 if row["latency_ms"] is not None else None
     flags = {"correct": row["correct"], "schema_valid": row["schema_valid"], "feasible": row["feasible"]}
-    answer = row["parsed"] if row["parsed"] is None else str(_json(row["parsed"]))
+    parsed = _json(row["parsed"])
+    answer = parsed if parsed is None or isinstance(parsed, str) else json.dumps(parsed, ensure_ascii=False)
     scores = {k: Score(value="C" if v else "I", answer=answer) for k, v in flags.items() if v is not None}
     scores["quality"] = Score(value=float(row["quality"]), answer=answer,
                               explanation="; ".join(filter(None, [row["parse_error"], row["score_error"],
