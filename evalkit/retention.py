@@ -256,29 +256,43 @@ def store_retention(store: Store, run_id: str, model: str, summary: list[dict[st
         raise
 
 
-def run_retention(loaded: LoadedSuite, store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Run the suite's retention tasks on its baseline and candidate; store and return the summary rows."""
-    spec = loaded.suite.retention
+@dataclass(frozen=True)
+class RetentionPlan:
+    """A checked retention section: lm-eval's task arguments and the two endpoints, keys present."""
+
+    tasks: list[str | dict[str, Any]]
+    include: list[str]
+    endpoints: tuple[Endpoint, Endpoint]  # baseline, candidate
+
+
+def plan_retention(loaded: LoadedSuite) -> RetentionPlan:
+    """Check everything the retention check needs before any model is called (extra, task files, keys)."""
     pair = loaded.suite.retention_pair()
-    if spec is None or pair is None:
+    if pair is None:
         raise ConfigError("the suite has no 'retention' section", file=str(loaded.path), key="retention")
     require("lm_eval", "lm-eval")
     tasks, include = task_specs(loaded)
+    baseline, candidate = (endpoint(loaded, name) for name in pair)
+    for ep in (baseline, candidate):
+        _key(ep, str(loaded.path))
+    return RetentionPlan(tasks, include, (baseline, candidate))
+
+
+def run_retention(loaded: LoadedSuite, store: Store, run_id: str,
+                  plan: RetentionPlan | None = None) -> list[dict[str, Any]]:
+    """Run the suite's retention tasks on its baseline and candidate; store and return the summary rows."""
+    plan = plan or plan_retention(loaded)
+    spec = loaded.suite.retention
+    assert spec is not None
     settings = {"limit": spec.limit, "num_fewshot": spec.num_fewshot, "backend": spec.backend,
                 "model_args": spec.model_args, "tasks": spec.tasks}
     results: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-    for name in pair:  # evaluate both before storing either: a failure leaves the store as it was
-        ep = endpoint(loaded, name)
-        results[name] = _rows(run_id, ep, evaluate_endpoint(loaded, ep, tasks, include), spec.backend,
-                              {**settings, "served_model": ep.served, "api_base": ep.api_base})
+    for ep in plan.endpoints:  # evaluate both before storing either: a failure leaves the store as it was
+        results[ep.name] = _rows(run_id, ep, evaluate_endpoint(loaded, ep, plan.tasks, plan.include), spec.backend,
+                                 {**settings, "served_model": ep.served, "api_base": ep.api_base})
     for name, (summary, docs) in results.items():
         store_retention(store, run_id, name, summary, docs)
     return [row for summary, _ in results.values() for row in summary]
-
-
-def stored_retention(store: Store, run_id: str) -> list[dict[str, Any]]:
-    return store.dicts("SELECT model, model_ref, task, metric, filter, value, stderr, n, higher_is_better "
-                       "FROM retention WHERE run_id = ? ORDER BY task, metric, filter, model", [run_id])
 
 
 def parse_ref(ref: str) -> tuple[str, str, str | None]:

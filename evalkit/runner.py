@@ -23,12 +23,12 @@ from evalkit import __version__
 from evalkit.backends import Backend, ChatRequest, Completion, create_backend
 from evalkit.cost import call_cost, describe, measured_gpu_cost_per_row
 from evalkit.dataset import Dataset, load_dataset
-from evalkit.errors import BackendError, ConfigError, EvalkitError, InterruptedRunError, ModelAbortedError, require
+from evalkit.errors import BackendError, ConfigError, EvalkitError, InterruptedRunError, ModelAbortedError
 from evalkit.metrics import compute_run_metrics
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts import PromptRenderer, RenderedSample
 from evalkit.provenance import adapter_identity, git_state, host_info, package_versions, redact
-from evalkit.retention import run_retention
+from evalkit.retention import plan_retention, run_retention
 from evalkit.scorers.pipeline import SampleScorer, Score
 from evalkit.store.db import Store, now, to_json
 from evalkit.suite import BASE_SUFFIX, LoadedSuite, VLLMModel
@@ -373,9 +373,7 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         else:
             prepared = prepare(loaded, models, limit)
             run_id = new_run_id()
-        with_retention = retention_applies(loaded, prepared.models)
-        if with_retention:
-            require("lm_eval", "lm-eval")
+        retention = plan_retention(loaded) if retention_applies(loaded, prepared.models) else None
         backends = {m: create_backend(m, loaded.suite.models[m], str(loaded.path),
                                       max_connections=loaded.suite.models[m].concurrency
                                       or loaded.suite.run.concurrency)
@@ -402,9 +400,9 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         status = "complete" if all(o.status == "complete" for o in outcomes) else "incomplete"
         metrics = compute_run_metrics(store, run_id, loaded.suite.run.seed, loaded.suite.run.bootstrap)
         store.set_run_status(run_id, status, finished=True)
-        if with_retention and status == "complete":
+        if retention is not None and status == "complete":
             try:
-                run_retention(loaded, store, run_id)
+                run_retention(loaded, store, run_id, retention)
             except EvalkitError as exc:
                 raise type(exc)(f"run {run_id} is stored, but its retention check failed: {exc}") from None
         return RunSummary(run_id, str(db_path), status, outcomes, metrics)

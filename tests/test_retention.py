@@ -192,3 +192,17 @@ def test_unreachable_server_is_one_line_and_the_run_stays_stored(make_suite, ema
     assert len(lines) == 1 and "error: lm-eval failed on 'frontier'" in lines[0] and "404" in lines[0], lines[:5]
     with Store(db, read_only=True) as store:  # the earlier results are untouched
         assert store.one("SELECT count(*) FROM retention WHERE run_id = ?", [run_id])[0] == 2
+
+
+def test_a_bad_task_file_stops_the_run_before_any_model_call(make_suite, email_rows, retention_server, cli_env,
+                                                             tmp_path):
+    task = tmp_path / "not_a_task.yaml"
+    task.write_text("dataset_path: json\n")
+    suite = _suite(make_suite, email_rows, retention_server, "lora-intact", task=str(task))
+    db = tmp_path / "r.duckdb"
+    proc = run_cli(["run", str(suite), "--db", str(db)], cli_env)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "is not an lm-eval task file (no 'task: NAME')" in proc.stderr and "retention.tasks" in proc.stderr
+    assert retention_server.requests == []
+    with Store(db, read_only=True) as store:
+        assert store.sql("SELECT count(*) FROM runs") == [(0,)]
