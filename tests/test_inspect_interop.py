@@ -250,3 +250,78 @@ def test_missing_extra_names_the_pip_command(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'evalkit[inspect]'" in proc.stderr
+
+
+def test_failed_calls_and_feasibility_travel_in_the_export(tmp_path):
+    """A stored run with a failed call and feasibility checks, exported in-process and read back."""
+    from evalkit.interop.inspect_log import export_run
+    from evalkit.metrics import compute_run_metrics
+    from evalkit.store.db import now
+
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        store.create_run({"run_id": "r1", "suite_name": "shop_plan", "suite_hash": "h", "status": "complete",
+                          "created_at": now(), "n_samples": 2, "repeats": 2})
+        store.insert_samples([{"run_id": "r1", "sample_id": f"j{i}", "position": i, "slice": None,
+                               "messages": json.dumps([{"role": "user", "content": f"plan {i}"}]),
+                               "target": json.dumps({"makespan": 10 + i})} for i in range(2)])
+        store.upsert_run_model({"run_id": "r1", "model": "tuned_v2", "provider": "vllm", "model_ref": "shop-lora",
+                                "status": "complete", "config": {"api_base": "http://gpu:8000/v1",
+                                                                 "params": {"temperature": 0.7, "max_tokens": 64}}})
+        base = {"run_id": "r1", "model": "tuned_v2", "attempts": 1, "cache_hit": False, "created_at": now()}
+        store.insert_results([
+            {**base, "sample_id": "j0", "repeat": 0, "status": "ok", "output": '{"makespan": 10}', "parsed": '{"makespan": 10}',
+             "schema_valid": True, "feasible": True, "violations": "[]", "quality": 1.0, "correct": True,
+             "latency_ms": 120.0, "prompt_tokens": 30, "completion_tokens": 8, "finish_reason": "stop", "cache_key": "a"},
+            {**base, "sample_id": "j0", "repeat": 1, "status": "ok", "output": '{"makespan": 9}', "parsed": '{"makespan": 9}',
+             "schema_valid": True, "feasible": False, "violations": '["machine 1 runs two jobs at t=3"]',
+             "quality": 0.0, "correct": False, "latency_ms": 130.0, "prompt_tokens": 30, "completion_tokens": 8,
+             "finish_reason": "length", "cache_key": "b"},
+            {**base, "sample_id": "j1", "repeat": 0, "status": "error", "schema_valid": False, "feasible": False,
+             "quality": 0.0, "correct": False, "error": "HTTP 503 after 4 attempts", "error_kind": "status",
+             "attempts": 4, "cache_key": "c"},
+        ])
+        compute_run_metrics(store, "r1", resamples=0)
+        [path] = export_run(store, "r1", tmp_path / "out")
+    assert path.name.split("_")[1:3] == ["shop-plan", "tuned-v2"]  # '_' separates inspect's file name parts
+    log = inspect_log.read_eval_log(str(path))
+    assert log.eval.model == "vllm/shop-lora" and log.eval.model_base_url == "http://gpu:8000/v1"
+    assert log.eval.model_generate_config.temperature == 0.7 and log.eval.config.epochs == 2
+    by_key = {(s.id, s.epoch): s for s in log.samples}
+    assert sorted(by_key) == [("j0", 1), ("j0", 2), ("j1", 1)]
+    ok, infeasible, failed = by_key[("j0", 1)], by_key[("j0", 2)], by_key[("j1", 1)]
+    assert ok.scores["feasible"].value == "C" and infeasible.scores["feasible"].value == "I"
+    assert "machine 1 runs two jobs" in infeasible.scores["quality"].explanation
+    assert infeasible.output.stop_reason == "max_tokens" and ok.scores["correct"].answer == '{"makespan": 10}'
+    assert failed.error.message == "HTTP 503 after 4 attempts" and failed.output.completion == ""
+    assert failed.output.usage is None and failed.metadata["attempts"] == 4
+    assert log.results.completed_samples == 2 and log.results.total_samples == 3
+    scores = {s.name: s.metrics for s in log.results.scores}
+    assert scores["feasible"]["feasible_rate"].value == pytest.approx(1 / 3)
+    assert log.stats.model_usage["vllm/shop-lora"].input_tokens == 60
+
+
+def test_import_maps_epochs_to_repeats(make_suite, email_rows, tmp_path):
+    """Epochs of an inspect log become repeats, paired by (sample id, repeat)."""
+    from inspect_ai.log import EvalConfig, EvalDataset, EvalLog, EvalSample, EvalSpec
+    from inspect_ai.model import ModelOutput
+
+    from evalkit.interop.inspect_log import build_import, store_import
+    from evalkit.suite import load_suite
+
+    suite = make_suite(LABEL_SUITE.format(base="http://127.0.0.1:9/v1"), rows=email_rows)
+    samples = [EvalSample(id=sid, epoch=epoch, input="x", target="ham",
+                          output=ModelOutput.from_content(model="m", content=answer))
+               for sid, epoch, answer in [("e1", 1, "ham"), ("e1", 2, "spam"), ("e2", 1, "spam"), ("e2", 2, "spam")]]
+    log = EvalLog(status="success", samples=samples,
+                  eval=EvalSpec(created="2026-11-20T10:00:00+00:00", task="t", model="openai/gpt-x",
+                                dataset=EvalDataset(), config=EvalConfig(epochs=2)))
+    path = tmp_path / "epochs.json"
+    inspect_log.write_eval_log(log, str(path))
+    imported = build_import(load_suite(suite), path)
+    assert imported.name == "gpt-x" and imported.run["repeats"] == 2 and imported.run["n_samples"] == 2
+    with Store(tmp_path / "i.duckdb") as store:
+        store_import(store, imported)
+        rows = store.sql("SELECT sample_id, repeat, correct FROM results ORDER BY sample_id, repeat")
+        assert rows == [("e1", 0, True), ("e1", 1, False), ("e2", 0, True), ("e2", 1, True)]
+        assert json.loads(store.get_run(imported.run_id)["config"])["import"]["prompt_mismatches"] == 4
