@@ -13,6 +13,9 @@ message that says what to fix (file, line, key, sample id) and never prints.
     │   └── ModelAbortedError       a model failed so consistently that its run was stopped
     ├── StoreError                  the DuckDB file cannot be opened, is locked or is not evalkit's
     │   └── RunNotFoundError        a run id that is not in the store
+    ├── MissingExtraError           an optional extra (inspect, lm-eval) is not installed; names the pip command
+    ├── InteropError                an inspect-ai log cannot be read, or does not match the suite's samples
+    ├── RetentionError              an lm-eval capability check cannot run (task, server, results)
     └── InterruptedRunError         the user stopped a run (Ctrl-C); carries the resume command
 """
 
@@ -88,3 +91,26 @@ class InterruptedRunError(EvalkitError):
     """The user interrupted a run; finished samples were stored."""
 
     exit_code = 130
+
+
+class MissingExtraError(EvalkitError):
+    """An optional dependency is not installed; the message says which extra to install."""
+
+
+class InteropError(EvalkitError):
+    """A log of another tool cannot be read or imported."""
+
+
+class RetentionError(EvalkitError):
+    """An lm-eval capability-retention check cannot run or returned nothing usable."""
+
+
+def require(module: str, extra: str) -> None:
+    """Import check for an optional extra, with the install command in the error."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(f"this needs the '{extra}' extra: pip install 'evalkit[{extra}]'") from None
+

@@ -11,6 +11,9 @@ never from the rule):
 - ``min`` / ``max``: bounds on the candidate's own value over all its rows (the CI is shown).
 - Relative rules need a metric that is compared pairwise (``evalkit.paired.PAIRED_METRICS``); counts
   such as ``n_errors`` take ``min`` / ``max`` (or use the matching rate, ``error_rate``).
+- ``retention: TASK/METRIC`` rules bound an lm-eval capability metric instead (``evalkit.retention``):
+  the suite's retention candidate against its retention baseline, on the documents both answered,
+  from the gated run's ``retention`` results; the direction comes from lm-eval's task definition.
 - A gate whose metric has no value for these runs (e.g. ``brier`` without confidences) is an **error**
   and fails: a gate that cannot be checked never passes silently.
 """
@@ -21,12 +24,13 @@ import difflib
 import io
 import json
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from evalkit.errors import ConfigError
 from evalkit.metrics import METRICS
 from evalkit.paired import PAIRED_METRICS, Delta, Pairing, mcnemar_tests, paired_deltas, regressions, slice_table
+from evalkit.retention import compare_retention, parse_ref
 from evalkit.store.db import Store
 from evalkit.suite import GateRule
 
@@ -63,9 +67,21 @@ def describe_rule(rule: GateRule) -> str:
     return ", ".join(parts)
 
 
+def rule_name(rule: GateRule) -> str:
+    """What the gate table calls a rule's metric: the metric, or ``retention:TASK/METRIC``."""
+    return rule.metric if rule.metric is not None else f"retention:{rule.retention}"
+
+
 def check_rules(rules: list[GateRule], suite_file: str | None = None) -> None:
     """Reject rules on unknown metrics or with a bound in the wrong direction, naming the rule."""
     for i, rule in enumerate(rules):
+        if rule.retention is not None:
+            try:
+                parse_ref(rule.retention)
+            except ValueError as exc:
+                raise ConfigError(str(exc), file=suite_file, key=f"gates.rules.{i}.retention") from None
+            continue
+        assert rule.metric is not None
         key = f"gates.rules.{i}.metric"
         info = METRICS.get(rule.metric)
         if info is None:
@@ -85,7 +101,7 @@ def check_rules(rules: list[GateRule], suite_file: str | None = None) -> None:
 
 
 def _relative(rule: GateRule, d: Delta | None) -> GateResult:
-    base = dict(metric=rule.metric, rule=describe_rule(rule), significance=rule.significance)
+    base = dict(metric=rule_name(rule), rule=describe_rule(rule), significance=rule.significance)
     if d is None or d.delta is None:
         return GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
                           verdict="error", reason="no paired value for this metric on these runs")
@@ -115,7 +131,7 @@ def _relative(rule: GateRule, d: Delta | None) -> GateResult:
 
 
 def _absolute(rule: GateRule, value: dict[str, Any] | None, d: Delta | None) -> GateResult:
-    base = dict(metric=rule.metric, rule=describe_rule(rule), significance="point")
+    base = dict(metric=rule_name(rule), rule=describe_rule(rule), significance="point")
     if value is None or value.get("value") is None:
         return GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
                           verdict="error", reason="the candidate has no value for this metric")
@@ -126,9 +142,42 @@ def _absolute(rule: GateRule, value: dict[str, Any] | None, d: Delta | None) -> 
                       reason=f"candidate {v:.4g} {'outside' if bad else 'within'} {describe_rule(rule)}")
 
 
+def _retention(store: Store, pairing: Pairing, rule: GateRule, pair: tuple[str, str] | None, seed: int,
+               resamples: int) -> list[GateResult]:
+    """A retention rule: the retention candidate against its baseline, on the gated run's lm-eval results."""
+    assert rule.retention is not None
+    base = dict(metric=rule_name(rule), rule=describe_rule(rule), significance=rule.significance)
+    if pair is None:
+        return [GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
+                           verdict="error", reason="the suite has no 'retention' section")]
+    run_id = pairing.candidate.run_id
+    found = compare_retention(store, run_id, pair[0], pair[1], rule.retention, seed, resamples, rule.confidence)
+    if found.delta is None:
+        return [GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
+                           verdict="error", reason=str(found.reason))]
+    d, out = found.delta, []
+    wrong_way = ((rule.max_drop is not None and found.higher_is_better is False)
+                 or (rule.max_rise is not None and found.higher_is_better is True))
+    if wrong_way:
+        out.append(GateResult(**base, baseline=d.baseline, candidate=d.candidate, delta=d.delta, ci_low=d.ci_low,
+                              ci_high=d.ci_high, verdict="error", reason="lm-eval says this metric is "
+                              f"{'higher' if found.higher_is_better else 'lower'}-is-better: use "
+                              f"{'max_drop' if found.higher_is_better else 'max_rise'}"))
+    elif rule.max_drop is not None or rule.max_rise is not None:
+        result = _relative(rule, d)
+        out.append(replace(result, reason=f"{pair[1]} vs {pair[0]}: {result.reason}"))
+    if rule.min is not None or rule.max is not None:
+        result = _absolute(rule, {"value": d.candidate, "ci_low": None, "ci_high": None}, d)
+        out.append(replace(result, reason=f"{pair[1]}: {result.reason}"))
+    return out
+
+
 def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 0,
-             resamples: int = 2000) -> dict[str, Any]:
-    """Every rule's verdict plus the evidence: deltas, McNemar tests, regressions, slices."""
+             resamples: int = 2000, retention: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Every rule's verdict plus the evidence: deltas, McNemar tests, regressions, slices.
+
+    ``retention`` is the (baseline, candidate) pair of the suite's retention check; retention rules
+    read their lm-eval results from the candidate side's run."""
     check_rules(rules)
     by_confidence: dict[float, dict[str, Delta]] = {}
     for level in sorted({r.confidence for r in rules} | {0.95}):
@@ -137,6 +186,9 @@ def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 
                          if m["model"] == pairing.candidate.model}
     results = []
     for rule in rules:
+        if rule.retention is not None:
+            results += _retention(store, pairing, rule, retention, seed, resamples)
+            continue
         d = by_confidence[rule.confidence].get(rule.metric)
         if rule.max_drop is not None or rule.max_rise is not None:
             results.append(_relative(rule, d))

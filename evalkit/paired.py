@@ -259,10 +259,12 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
                                     rows.loc[cost, "cost_usd_c"].to_numpy(float) * 1000, row_mean, resamples, rng,
                                     confidence, sample[cost.to_numpy()])
     both_ok = ok_b & ok_c
-    lat_b, lat_c = rows.loc[both_ok, "latency_ms_b"].to_numpy(float), rows.loc[both_ok, "latency_ms_c"].to_numpy(float)
+    # an imported log may hold no latency (NULL, never invented): compare the pairs timed on both sides
+    timed = both_ok & rows["latency_ms_b"].notna().to_numpy() & rows["latency_ms_c"].notna().to_numpy()
+    lat_b, lat_c = rows.loc[timed, "latency_ms_b"].to_numpy(float), rows.loc[timed, "latency_ms_c"].to_numpy(float)
     for q in (50, 90, 95, 99):
         out[f"latency_ms_p{q}"] = _delta(f"latency_ms_p{q}", lat_b, lat_c, _quantile(q / 100), resamples, rng,
-                                         confidence, sample[both_ok])
+                                         confidence, sample[timed])
     streamed = both_ok & rows["ttft_ms_b"].notna().to_numpy() & rows["ttft_ms_c"].notna().to_numpy()
     ttft_b, ttft_c = rows.loc[streamed, "ttft_ms_b"].to_numpy(float), rows.loc[streamed, "ttft_ms_c"].to_numpy(float)
     for q in (50, 95):

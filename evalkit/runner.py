@@ -20,17 +20,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalkit import __version__
-from evalkit.backends import Backend, ChatRequest, Completion, create_backends
+from evalkit.backends import Backend, ChatRequest, Completion, create_backends, live_endpoints, release_servers
 from evalkit.cost import call_cost, describe, measured_gpu_cost_per_row
 from evalkit.dataset import Dataset, load_dataset
-from evalkit.errors import BackendError, ConfigError, InterruptedRunError, ModelAbortedError
+from evalkit.errors import BackendError, ConfigError, EvalkitError, InterruptedRunError, ModelAbortedError
 from evalkit.metrics import compute_run_metrics
 from evalkit.progress import NullProgress, Progress
 from evalkit.prompts import PromptRenderer, RenderedSample
 from evalkit.provenance import adapter_identity, git_state, host_info, package_versions, redact
+from evalkit.retention import plan_retention, run_retention
 from evalkit.scorers.pipeline import SampleScorer, Score
 from evalkit.store.db import Store, now, to_json
-from evalkit.suite import LoadedSuite, VLLMModel
+from evalkit.suite import BASE_SUFFIX, LoadedSuite, VLLMModel
 
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 1.0
@@ -357,6 +358,12 @@ def _check_resume(store: Store, prepared: Prepared, run_id: str) -> None:
                           f"{len(wanted)}; resume with the same --limit", file=str(prepared.loaded.path))
 
 
+def retention_applies(loaded: LoadedSuite, models: list[str]) -> bool:
+    """Whether a run of these models includes the suite's retention check (both of its models are run)."""
+    pair = loaded.suite.retention_pair()
+    return pair is not None and all(m in models or m.endswith(BASE_SUFFIX) for m in pair)
+
+
 def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None, limit: int | None = None,
               use_cache: bool = True, resume: str | None = None, progress: Progress | None = None,
               argv: list[str] | None = None) -> RunSummary:
@@ -374,30 +381,39 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         else:
             prepared = prepare(loaded, models, limit)
             run_id = new_run_id()
+        retention = plan_retention(loaded) if retention_applies(loaded, prepared.models) else None
         backends = create_backends(loaded, prepared.models)
-        if not resume:
-            store.create_run(_run_row(prepared, run_id, argv or sys.argv))
-            store.insert_samples([{
-                "run_id": run_id, "sample_id": r.sample.id, "position": r.sample.index,
-                "slice": r.sample.slice, "fields": to_json(r.sample.fields),
-                "messages": to_json(r.messages), "target": to_json(r.target)} for r in prepared.rendered])
-        suite_run = SuiteRun(prepared, store, run_id, use_cache, progress)
         try:
-            outcomes = asyncio.run(_execute_and_close(suite_run, backends))
-        except KeyboardInterrupt:
-            suite_run.writer.flush()
-            for m in prepared.models:
-                store.sql("UPDATE run_models SET status = 'interrupted' WHERE run_id = ? AND model = ? "
-                                  "AND status = 'running'", [run_id, m])
-            store.set_run_status(run_id, "interrupted")
-            raise InterruptedRunError(f"interrupted; {suite_run.writer.written} results stored. Resume with: "
-                                      f"evalkit run {loaded.path} --db {db_path} --resume {run_id}") from None
+            if not resume:
+                store.create_run(_run_row(prepared, run_id, argv or sys.argv))
+                store.insert_samples([{
+                    "run_id": run_id, "sample_id": r.sample.id, "position": r.sample.index,
+                    "slice": r.sample.slice, "fields": to_json(r.sample.fields),
+                    "messages": to_json(r.messages), "target": to_json(r.target)} for r in prepared.rendered])
+            suite_run = SuiteRun(prepared, store, run_id, use_cache, progress)
+            try:
+                outcomes = asyncio.run(_execute_and_close(suite_run, backends))
+            except KeyboardInterrupt:
+                suite_run.writer.flush()
+                for m in prepared.models:
+                    store.sql("UPDATE run_models SET status = 'interrupted' WHERE run_id = ? AND model = ? "
+                                      "AND status = 'running'", [run_id, m])
+                store.set_run_status(run_id, "interrupted")
+                raise InterruptedRunError(f"interrupted; {suite_run.writer.written} results stored. Resume with: "
+                                          f"evalkit run {loaded.path} --db {db_path} --resume {run_id}") from None
+            finally:
+                progress.close()
+            status = "complete" if all(o.status == "complete" for o in outcomes) else "incomplete"
+            metrics = compute_run_metrics(store, run_id, loaded.suite.run.seed, loaded.suite.run.bootstrap)
+            store.set_run_status(run_id, status, finished=True)
+            if retention is not None and status == "complete":
+                try:
+                    run_retention(loaded, store, run_id, retention, live_endpoints(backends))
+                except EvalkitError as exc:
+                    raise type(exc)(f"run {run_id} is stored, but its retention check failed: {exc}") from None
+            return RunSummary(run_id, str(db_path), status, outcomes, metrics)
         finally:
-            progress.close()
-        status = "complete" if all(o.status == "complete" for o in outcomes) else "incomplete"
-        metrics = compute_run_metrics(store, run_id, loaded.suite.run.seed, loaded.suite.run.bootstrap)
-        store.set_run_status(run_id, status, finished=True)
-        return RunSummary(run_id, str(db_path), status, outcomes, metrics)
+            release_servers(backends)  # launched vLLM servers stay up through the retention check
     finally:
         store.close()
 

@@ -296,7 +296,10 @@ class GateRule(_Strict):
     ``point`` fails on the point estimate.
     """
 
-    metric: str
+    metric: str | None = Field(None, description="A metric of evalkit's metric registry (evalkit show lists them).")
+    retention: str | None = Field(
+        None, description="An lm-eval capability-retention metric, TASK/METRIC or TASK/METRIC,FILTER (e.g. "
+        "arc_easy/acc): retention.candidate against retention.baseline (see the suite's 'retention' section).")
     max_drop: float | None = Field(None, ge=0)
     max_rise: float | None = Field(None, ge=0)
     min: float | None = None
@@ -306,6 +309,8 @@ class GateRule(_Strict):
 
     @model_validator(mode="after")
     def _one_bound(self) -> GateRule:
+        if (self.metric is None) == (self.retention is None):
+            raise ValueError("a gate names exactly one of 'metric' or 'retention'")
         if all(v is None for v in (self.max_drop, self.max_rise, self.min, self.max)):
             raise ValueError("a gate needs one of max_drop, max_rise, min, max")
         if self.max_drop is not None and self.max_rise is not None:
@@ -319,6 +324,43 @@ class GatesSpec(_Strict):
     baseline: str | None = None
     candidate: str | None = None
     rules: list[GateRule] = Field(default_factory=list)
+
+
+RETENTION_BACKENDS = ("local-completions", "local-chat-completions")
+
+
+class RetentionSpec(_Strict):
+    """Capability retention: lm-eval tasks run on the candidate and on the model it must not fall behind
+    (by default the candidate's base model: same vLLM server, ``base_model``, no adapter)."""
+
+    tasks: list[str] = Field(
+        min_length=1, description="lm-eval task names (e.g. arc_easy), or task YAML files relative to the suite.")
+    include: list[str] = Field(
+        default_factory=list, description="Folders of lm-eval task YAML files, relative to the suite "
+        "(their tasks may then be named in 'tasks').")
+    candidate: str | None = Field(None, description="Suite model checked for lost capabilities (default: "
+                                  "gates.candidate).")
+    baseline: str | None = Field(
+        None, description="Suite model whose capabilities the candidate must keep (default: the candidate's "
+        "base model — a vllm model with an adapter — stored as CANDIDATE@base).")
+    backend: Literal["local-completions", "local-chat-completions"] = Field(
+        "local-completions", description="lm-eval's OpenAI-compatible backend: /v1/completions or "
+        "/v1/chat/completions (chat template applied by the server).")
+    limit: int | None = Field(None, ge=1, description="Documents per task (default: all).")
+    num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples (default: the task's).")
+    concurrency: int = Field(4, ge=1, le=256, description="Requests in flight (lm-eval num_concurrent).")
+    timeout_s: float = Field(120.0, gt=0, description="Per request.")
+    model_args: dict[str, Any] = Field(
+        default_factory=dict, description="More lm-eval model arguments, e.g. {tokenizer: PATH, "
+        "tokenizer_backend: huggingface} for loglikelihood tasks; sent as written.")
+
+    @field_validator("model_args")
+    @classmethod
+    def _no_reserved_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted({"model", "base_url", "header", "num_concurrent", "timeout"} & set(value))
+        if clash:
+            raise ValueError(f"model_args may not set {clash}: evalkit sets them from the suite's models")
+        return value
 
 
 class Suite(_Strict):
@@ -337,6 +379,7 @@ class Suite(_Strict):
     models: dict[str, ModelSpec] = Field(min_length=1)
     run: RunSpec = RunSpec()
     gates: GatesSpec = GatesSpec()
+    retention: RetentionSpec | None = None
 
     @field_validator("models")
     @classmethod
@@ -355,12 +398,46 @@ class Suite(_Strict):
             name = getattr(self.gates, role)
             if name is not None and name not in self.models:
                 raise ValueError(f"gates.{role} '{name}' is not one of the models {sorted(self.models)}")
+        if self.retention is not None:
+            self._check_retention(self.retention)
+        if any(r.retention for r in self.gates.rules) and self.retention is None:
+            raise ValueError("gates.rules name a 'retention' metric but the suite has no 'retention' section")
         if self.output.type != "json":
             if self.scoring.scorer == "json_fields":
                 raise ValueError("scorer 'json_fields' needs output type 'json'")
             if self.confidence.source == "field":
                 raise ValueError("confidence source 'field' needs output type 'json'")
         return self
+
+
+    def _check_retention(self, spec: RetentionSpec) -> None:
+        candidate = spec.candidate or self.gates.candidate
+        if candidate is None:
+            raise ValueError("retention.candidate: name the model to check (or set gates.candidate)")
+        for role, name in (("candidate", candidate), ("baseline", spec.baseline)):
+            if name is None:
+                continue
+            if name not in self.models:
+                raise ValueError(f"retention.{role} '{name}' is not one of the models {sorted(self.models)}")
+            model = self.models[name]
+            if isinstance(model, LiteLLMModel) and not model.api_base:
+                raise ValueError(f"retention.{role} '{name}': lm-eval reaches models through an OpenAI-compatible "
+                                 "endpoint; give the model an api_base")
+        cand = self.models[candidate]
+        if spec.baseline is None and not (isinstance(cand, VLLMModel) and cand.adapter):
+            raise ValueError(f"retention.baseline: '{candidate}' has no adapter, so it has no base model to compare "
+                             "with; name the baseline model")
+
+    def retention_pair(self) -> tuple[str, str] | None:
+        """(baseline, candidate) model names of the retention check; the baseline may be CANDIDATE@base."""
+        if self.retention is None:
+            return None
+        candidate = self.retention.candidate or self.gates.candidate
+        assert candidate is not None
+        return self.retention.baseline or f"{candidate}{BASE_SUFFIX}", candidate
+
+
+BASE_SUFFIX = "@base"
 
 
 class LoadedSuite(BaseModel):
@@ -391,6 +468,11 @@ class LoadedSuite(BaseModel):
         return h.hexdigest()
 
 
+def is_task_file(entry: str) -> bool:
+    """A retention task given as an lm-eval task YAML file rather than a registered task name."""
+    return entry.endswith((".yaml", ".yml"))
+
+
 def referenced_files(loaded: LoadedSuite) -> list[Path]:
     """Files other than the dataset that the suite reads: they shape results, so they are hashed."""
     s = loaded.suite
@@ -400,6 +482,8 @@ def referenced_files(loaded: LoadedSuite) -> list[Path]:
     if isinstance(s.output.schema_, str):
         refs.append(s.output.schema_)
     refs += [f for f in (s.prompt.system_file, s.prompt.user_file) if f]
+    if s.retention is not None:
+        refs += [t for t in s.retention.tasks if is_task_file(t)]
     return [loaded.resolve(r) for r in refs]
 
 

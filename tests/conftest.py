@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# lm-eval loads its local task data through the datasets library: never ask the hub (tests are offline)
+for _offline in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_offline, "1")
 
 EMAILS = [
     {"id": "e1", "subject": "Meeting moved to 3pm", "body": "See you in room 4.", "label": "ham", "slice": "easy"},

@@ -11,7 +11,8 @@ from evalkit.backends.base import Backend, ChatRequest, Completion
 from evalkit.errors import ConfigError
 from evalkit.suite import LiteLLMModel, LoadedSuite, VLLMModel
 
-__all__ = ["Backend", "ChatRequest", "Completion", "create_backend", "create_backends", "api_key_for"]
+__all__ = ["Backend", "ChatRequest", "Completion", "api_key_for", "create_backend", "create_backends",
+           "live_endpoints", "release_servers"]
 
 
 def api_key_for(name: str, env_var: str | None, suite_file: str) -> str | None:
@@ -75,8 +76,27 @@ def create_backends(loaded: LoadedSuite, names: list[str]) -> dict[str, Backend]
                 await backend.aclose()
 
         asyncio.run(_close_all())
+        release_servers(backends)
         raise
     return backends
+
+
+def live_endpoints(backends: dict[str, Backend]) -> dict[str, tuple[str, str]]:
+    """Launch-mode models and their running server: (api_base, the base's served name)."""
+    live = {}
+    for name, backend in backends.items():
+        endpoint = getattr(backend, "live_endpoint", lambda: None)()
+        if endpoint:
+            live[name] = endpoint
+    return live
+
+
+def release_servers(backends: dict[str, Backend]) -> None:
+    """Stop the vLLM servers these backends launched (each when its last user lets go)."""
+    for backend in backends.values():
+        release = getattr(backend, "release_server", None)
+        if release is not None:
+            release()
 
 
 def _inprocess_backend(loaded: LoadedSuite, names: list[str], name: str, spec: VLLMModel,

@@ -47,7 +47,15 @@ class VLLMServerBackend:
         return await self._client.complete(request)
 
     async def aclose(self) -> None:
+        # The launched server outlives the client: the run releases it (release_servers) after its
+        # retention check, which needs the server too.
         await self._client.aclose()
+
+    def live_endpoint(self) -> tuple[str, str] | None:
+        """(api_base, the base model's served name) of the launched server; None when connecting."""
+        return (self.server.api_base, self.server.spec.served_name) if self.server else None
+
+    def release_server(self) -> None:
         if self.server is not None:
             POOL.release(self.server)
             self.server = None

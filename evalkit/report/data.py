@@ -47,6 +47,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
     """The report's context: run, provenance, scorecards, charts, verdict, regressions, gallery."""
     from evalkit.gates import evaluate
     from evalkit.paired import Side, pair
+    from evalkit.retention import retention_pair_from_config
     from evalkit.suite import GateRule
 
     run = store.get_run(run_id)
@@ -96,7 +97,8 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
     if baseline and candidate and baseline != candidate:
         pairing = pair(store, Side(run_id, baseline), Side(run_id, candidate))
         rules = [GateRule.model_validate(r) for r in ((config.get("gates") or {}).get("rules") or [])]
-        comparison = evaluate(store, pairing, rules, int((config.get("run") or {}).get("seed", 0)), resamples)
+        comparison = evaluate(store, pairing, rules, int((config.get("run") or {}).get("seed", 0)), resamples,
+                              retention_pair_from_config(config))
         for r in comparison["regressions"]:
             for key in ("baseline_output", "candidate_output", "target"):
                 r[key] = _clip(r[key])

@@ -135,4 +135,35 @@ CREATE TABLE routing_recommendations (
     created_at  TIMESTAMP NOT NULL
 );
 """),
+    (3, "retention", """
+CREATE TABLE retention (
+    run_id          VARCHAR NOT NULL,          -- the evalkit run these capability checks belong to
+    model           VARCHAR NOT NULL,          -- suite model name, or CANDIDATE@base for the candidate's base model
+    model_ref       VARCHAR,                   -- the served model name lm-eval called
+    task            VARCHAR NOT NULL,          -- lm-eval task name
+    metric          VARCHAR NOT NULL,          -- lm-eval metric, e.g. exact_match, acc
+    filter          VARCHAR NOT NULL,          -- lm-eval filter the metric was computed after ('none' when none)
+    value           DOUBLE,
+    stderr          DOUBLE,                    -- lm-eval's standard error (NULL when it gives none)
+    n               INTEGER,                   -- documents evaluated
+    higher_is_better BOOLEAN,                  -- from the task's metric definition
+    backend         VARCHAR NOT NULL,          -- lm-eval model type: local-completions | local-chat-completions
+    lm_eval_version VARCHAR,
+    config          JSON,                      -- task config, model args (secrets removed), limit, few-shot
+    created_at      TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, model, task, metric, filter)
+);
+CREATE TABLE retention_samples (
+    run_id    VARCHAR NOT NULL,
+    model     VARCHAR NOT NULL,
+    task      VARCHAR NOT NULL,
+    doc_id    INTEGER NOT NULL,                -- lm-eval's document index within the task
+    metric    VARCHAR NOT NULL,
+    filter    VARCHAR NOT NULL,
+    value     DOUBLE,                          -- the per-document metric value lm-eval logged
+    target    VARCHAR,
+    response  VARCHAR,                         -- the filtered model response
+    PRIMARY KEY (run_id, model, task, doc_id, metric, filter)
+);
+"""),
 ]

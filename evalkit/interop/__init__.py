@@ -1,0 +1,1 @@
+"""Logs of other evaluation tools in and out of the store (inspect-ai)."""
