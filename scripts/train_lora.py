@@ -40,7 +40,11 @@ def sha256_of(path: Path) -> str:
 
 
 def training_examples(max_examples: int) -> tuple[list[tuple[list[dict[str, str]], str]], str]:
-    """(messages, answer) pairs rendered with the demo suite's templates, and the held-out file's sha256."""
+    """(messages, answer) pairs rendered with the demo suite's templates, and the held-out file's sha256.
+
+    The held-out file is only read to prove it shares no email with the training file; it is never
+    used for training or for choosing anything.
+    """
     loaded = load_suite(SUITE)
     heldout = load_dataset(loaded.resolve(loaded.suite.dataset.path), loaded.suite.dataset)
     train = load_dataset(TRAIN, DatasetSpec(path=str(TRAIN), id="id", slice="slice"))
@@ -53,29 +57,61 @@ def training_examples(max_examples: int) -> tuple[list[tuple[list[dict[str, str]
     return (pairs[:max_examples] if max_examples else pairs), heldout.sha256
 
 
-def encode(tokenizer, messages: list[dict[str, str]], answer: str, max_len: int) -> tuple[list[int], list[int]]:
-    """Token ids of prompt + answer + end of turn, and labels that score only the answer part."""
+def encode(tokenizer, messages: list[dict[str, str]], answer: str, max_len: int) -> tuple[list[int], int]:
+    """Token ids of prompt + answer + end of turn, and how many of them (at the end) are the answer."""
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
     # Long emails are cut in the middle of the prompt, keeping the chat scaffolding at both ends.
     keep = max_len - len(answer_ids)
     if len(prompt_ids) > keep:
-        head = keep - 8
-        prompt_ids = prompt_ids[:head] + prompt_ids[-8:]
-    return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+        prompt_ids = prompt_ids[:keep - 8] + prompt_ids[-8:]
+    return prompt_ids + answer_ids, len(answer_ids)
+
+
+def left_padded(batch: list[tuple[list[int], int]], pad: int, device: str):
+    """Left-padded ids, attention mask, position ids, and labels for the last (longest answer) positions."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    tail = max(n for _, n in batch)
+    ids = torch.tensor([[pad] * (width - len(x)) + x for x, _ in batch], device=device)
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x, _ in batch], device=device)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    labels = torch.tensor([[-100] * (tail - n) + x[-n:] for x, n in batch], device=device)
+    return ids, mask, positions, labels
+
+
+def first_token_accuracy(model, tokenizer, pairs, device: str) -> float:
+    """Share of emails whose more likely first answer token is the right label's (spam vs ham)."""
+    import torch
+
+    first = {label: tokenizer(label, add_special_tokens=False)["input_ids"][0] for label in ("spam", "ham")}
+    right = 0
+    model.eval()
+    with torch.no_grad():
+        for messages, answer in pairs:
+            prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=device)
+            logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1]
+            guess = max(first, key=lambda label: float(logits[first[label]]))
+            right += guess == answer
+    model.train()
+    return right / max(1, len(pairs))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-examples", type=int, default=0, help="0: the whole training split")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-len", type=int, default=320)
+    parser.add_argument("--max-len", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--alpha", type=int, default=16)
-    parser.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj")
+    parser.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+    parser.add_argument("--validation", type=int, default=48,
+                        help="training-file emails kept aside to report accuracy (never the held-out set)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--base", type=Path, default=BASE)
@@ -98,6 +134,7 @@ def main() -> int:
     model = get_peft_model(model, lora)
 
     pairs, heldout_sha = training_examples(args.max_examples)
+    validation, pairs = pairs[:args.validation], pairs[args.validation:]
     encoded = [encode(tokenizer, m, a, args.max_len) for m, a in pairs]
     steps_per_epoch = (len(encoded) + args.batch_size - 1) // args.batch_size
     total_steps = max(1, round(steps_per_epoch * args.epochs))
@@ -114,20 +151,27 @@ def main() -> int:
         if step % steps_per_epoch == 0:
             rng.shuffle(order)
         batch = [encoded[i] for i in order[(step % steps_per_epoch) * args.batch_size:][:args.batch_size]]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch], device=device)
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        input_ids, mask, positions, labels = left_padded(batch, pad, device)
+        # Only the answer tokens are scored, and they all sit at the end (left padding): compute the
+        # vocabulary projection for those positions alone, not for the whole prompt.
+        keep = labels.shape[1] + 1
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                                 labels.reshape(-1), ignore_index=-100)
         loss.backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
-        losses.append(round(float(loss), 4))
+        losses.append(round(loss.item(), 4))
         if step % 10 == 0 or step == total_steps - 1:
             print(f"step {step + 1}/{total_steps} loss {losses[-1]:.4f} ({time.perf_counter() - started:.0f} s)",
                   flush=True)
     wall = time.perf_counter() - started
+    val_after = first_token_accuracy(model, tokenizer, validation, device)
+    with model.disable_adapter():
+        val_base = first_token_accuracy(model, tokenizer, validation, device)
+    print(f"validation ({len(validation)} training-file emails kept aside): base {val_base:.3f}, "
+          f"with adapter {val_after:.3f}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
@@ -141,6 +185,8 @@ def main() -> int:
         "lr": args.lr, "rank": args.rank, "alpha": args.alpha, "targets": args.targets.split(","),
         "seed": args.seed, "device": device, "torch": torch.__version__, "wall_s": round(wall, 1),
         "loss_first_10": losses[:10], "loss_last_10": losses[-10:],
+        "validation": {"emails": len(validation), "base_accuracy": val_base, "adapter_accuracy": val_after,
+                       "what": "first answer token spam vs ham, on training-file emails kept out of training"},
     }
     (args.out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     # peft writes the absolute local path of the base; record the served name instead (portable).

@@ -134,3 +134,18 @@ def test_invalid_json_schema_and_missing_scorer_fail_before_any_call(sums, make_
     with pytest.raises(ScorerError, match=r"checks.py has no function 'parts_add_up'"):
         run_suite(loaded, str(tmp / "x.duckdb"))
     assert len(server.requests) == 0
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_sequential_models_never_overlap(sums, sequential):
+    """run.sequential_models: the second model's first request comes after the first model's last answer."""
+    loaded, server, tmp = sums
+    suite = loaded.path.read_text().replace("run: {concurrency: 4,",
+                                            f"run: {{sequential_models: {str(sequential).lower()}, concurrency: 4,")
+    loaded.path.write_text(suite)
+    summary = run_suite(load_suite(loaded.path), str(tmp / "r.duckdb"))
+    assert summary.status == "complete"
+    order = [r.model for r in server.requests if r.path.endswith("/chat/completions")]
+    assert sorted(order) == ["good"] * 8 + ["sloppy"] * 8
+    switches = sum(a != b for a, b in zip(order, order[1:]))
+    assert (switches == 1) if sequential else (switches > 1)

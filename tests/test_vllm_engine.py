@@ -186,11 +186,17 @@ def test_connect_mode_and_litellm_hosted_vllm_on_one_server(tmp_path, tiny, env)
 
 
 def test_launch_mode_shares_one_server_and_stops_it(tmp_path, tiny, env):
-    suite = _suite(tmp_path, _launch_model("base", tiny, adapter=False) + _launch_model("tuned", tiny, adapter=True))
+    capitals = Path(__file__).parents[1] / "datasets/retention/capitals.yaml"
+    retention = f"retention: {{tasks: [{capitals}], candidate: tuned, limit: 6, backend: local-completions}}\n"
+    suite = _suite(tmp_path, _launch_model("base", tiny, adapter=False) + _launch_model("tuned", tiny, adapter=True),
+                   retention)
     db = tmp_path / "run.duckdb"
     done = run_cli(["run", str(suite), "--db", str(db), "--quiet"], env, timeout=600)
     assert done.returncode == 0, done.stderr
     _check_run(db, ["base", "tuned"])
+    # lm-eval's retention check reached the launched server for the adapter and for its base model
+    assert _rows(db, "SELECT model, model_ref, n FROM retention ORDER BY model") == [
+        ("tuned", "tiny-lora", 6), ("tuned@base", "tiny", 6)]
     engines = {m: json.loads(c)["engine"] for m, c in _rows(db, "SELECT model, config FROM run_models")}
     assert engines["base"]["pid"] == engines["tuned"]["pid"]  # one server for the base and its adapter
     assert "--lora-modules" in engines["base"]["command"]
