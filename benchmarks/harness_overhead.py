@@ -226,7 +226,7 @@ def command_for(config: str, args: argparse.Namespace, inputs: dict[str, Path], 
                 work: Path) -> tuple[list[str] | None, dict[str, str], str]:
     """(argv, extra environment, reason when not installed)."""
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "BENCH_BASE": server.base}
-    n, c = str(args.requests), str(args.concurrency)
+    c = str(args.concurrency)
     if config in ("aiohttp", "litellm"):
         return ([sys.executable, str(HERE / "bare_clients.py"), config, "--prompts", str(inputs["prompts"]),
                  "--base", server.base, "--concurrency", c], env, "")
@@ -242,7 +242,8 @@ def command_for(config: str, args: argparse.Namespace, inputs: dict[str, Path], 
         cache = _tiktoken_cache(peers)
         env.update({"BENCH_API_KEY": "no-key", "BENCH_BASE_URL": server.base, "INSPECT_LOG_DIR": str(work / "inspect"),
                     "INSPECT_DISPLAY": "none", "TIKTOKEN_CACHE_DIR": cache or ""})
-        return ([peers, "-m", "inspect_ai", "eval", str(inputs["inspect_task"]), "--model", "openai-api/bench/bench",
+        shutil.copy(inputs["inspect_task"], work / "inspect_task.py")  # inspect globs the path: keep it relative
+        return ([peers, "-m", "inspect_ai", "eval", "inspect_task.py", "--model", "openai-api/bench/bench",
                  "--max-connections", c, "--max-samples", c, "--max-retries", "0", "--display", "none",
                  "--temperature", "0", "--max-tokens", "4", "--log-dir", str(work / "inspect")], env, "")
     if config == "lm-eval":
@@ -295,8 +296,9 @@ def run_config(config: str, latency_ms: float, args: argparse.Namespace, inputs:
     seen = server.count()
     (work / "stdout.txt").write_text(proc.stdout)
     (work / "stderr.txt").write_text(proc.stderr)
-    status = "ok" if proc.returncode == 0 and seen == args.requests else (
-        "failed" if proc.returncode != 0 else "incomplete")
+    # promptfoo exits 100 when assertions fail (the fixed reply is wrong on half the prompts).
+    exited_ok = proc.returncode == 0 or (config == "promptfoo" and proc.returncode == 100)
+    status = "ok" if exited_ok and seen == args.requests else ("failed" if not exited_ok else "incomplete")
     detail = "" if status == "ok" else f"exit {proc.returncode}; {(proc.stderr or proc.stdout).strip()[-300:]}"
     if config.startswith("evalkit-") and status == "ok":
         stored = _stored_rows(work / f"{config}.duckdb")

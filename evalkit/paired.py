@@ -287,26 +287,28 @@ def _delta(name: str, a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray],
     return Delta(name, va, vb, vb - va, low, high, len(a))
 
 
-def _paired_ece_ci(cb: np.ndarray, yb: np.ndarray, cc: np.ndarray, yc: np.ndarray, resamples: int,
-                   rng: np.random.Generator, confidence: float) -> tuple[float | None, float | None]:
-    """CI of ECE(candidate) − ECE(baseline), both sides resampled with the same pairs.
+def _paired_calibration_cis(cb: np.ndarray, yb: np.ndarray, cc: np.ndarray, yc: np.ndarray, resamples: int,
+                            rng: np.random.Generator, confidence: float) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """CIs of ECE(candidate) − ECE(baseline) and of the Brier difference, from the same paired resamples.
 
     The pairs are stratified by (baseline bin, candidate bin); each side's per-bin sums of
-    (correct − confidence) are sums over the strata that share its bin.
+    (correct − confidence) are sums over the strata that share its bin, and the Brier difference is the
+    sum of the per-pair squared-error differences.
     """
     n = len(cb)
     if resamples <= 0 or n < 2:
-        return None, None
+        return (None, None), (None, None)
     bins_b, bins_c = ece_bins(cb), ece_bins(cc)
-    out = np.empty(resamples)
-    for first, ids, sums in stratified_sums(bins_b * ECE_BINS + bins_c, np.stack([yb - cb, yc - cc], 1),
-                                            resamples, rng):
+    columns = np.stack([yb - cb, yc - cc, (cc - yc) ** 2 - (cb - yb) ** 2], 1)
+    ece_out, brier_out = np.empty(resamples), np.empty(resamples)
+    for first, ids, sums in stratified_sums(bins_b * ECE_BINS + bins_c, columns, resamples, rng):
         to_b = np.eye(ECE_BINS)[ids // ECE_BINS]  # (strata, bins): which baseline bin each stratum is in
         to_c = np.eye(ECE_BINS)[ids % ECE_BINS]
         ece_b = np.abs(sums[:, :, 0] @ to_b).sum(axis=1) / n
         ece_c = np.abs(sums[:, :, 1] @ to_c).sum(axis=1) / n
-        out[first:first + len(sums)] = ece_c - ece_b
-    return percentile_interval(out, confidence)
+        ece_out[first:first + len(sums)] = ece_c - ece_b
+        brier_out[first:first + len(sums)] = sums[:, :, 2].sum(axis=1) / n
+    return percentile_interval(ece_out, confidence), percentile_interval(brier_out, confidence)
 
 
 def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confidence: float = 0.95) -> dict[str, Delta]:
@@ -336,15 +338,17 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
         cb, cc = rows.loc[conf, "confidence_b"].to_numpy(float), rows.loc[conf, "confidence_c"].to_numpy(float)
         yb, yc = flags(rows.loc[conf, "correct_b"]), flags(rows.loc[conf, "correct_c"])
         in_conf = sample[conf.to_numpy()]
-        out["brier"] = _delta("brier", (cb - yb) ** 2, (cc - yc) ** 2, row_mean, resamples, rng, confidence,
-                              in_conf)
+        sq_b, sq_c = (cb - yb) ** 2, (cc - yc) ** 2
         e_b, e_c = ece(cb, yb), ece(cc, yc)
         if len(np.unique(in_conf)) < len(in_conf):  # repeats: resample whole samples
+            out["brier"] = _delta("brier", sq_b, sq_c, row_mean, resamples, rng, confidence, in_conf)
             low, high = _cluster_bootstrap(np.stack([cb, yb], 1), np.stack([cc, yc], 1),
                                            lambda m: _row_ece(m.reshape(len(m), -1, 2)), in_conf, resamples, rng,
                                            confidence)
         else:
-            low, high = _paired_ece_ci(cb, yb, cc, yc, resamples, rng, confidence)
+            (low, high), brier_ci = _paired_calibration_cis(cb, yb, cc, yc, resamples, rng, confidence)
+            vb, vc = float(sq_b.mean()), float(sq_c.mean())
+            out["brier"] = Delta("brier", vb, vc, vc - vb, *brier_ci, len(cb))
         out["ece"] = Delta("ece", e_b, e_c, e_c - e_b, low, high, int(conf.sum()))
     cost = rows["cost_usd_b"].notna() & rows["cost_usd_c"].notna()
     if cost.any():
