@@ -108,9 +108,10 @@ def pair(store: Store, baseline: Side, candidate: Side) -> Pairing:
     # A sample is on one side only when the other side has none of its repeats; a surplus repeat of a
     # sample both sides have is counted, not reported as a missing sample.
     only_b, only_c = sorted(ids_b - ids_c), sorted(ids_c - ids_b)
-    shared = merged["sample_id"].isin(ids_b & ids_c)
-    surplus = {"baseline": int((shared & (merged["_merge"] == "left_only")).sum()),
-               "candidate": int((shared & (merged["_merge"] == "right_only")).sum())}
+    one_side = merged[merged["_merge"] != "both"]  # usually empty: test membership only there
+    shared = one_side["sample_id"].isin(ids_b & ids_c)
+    surplus = {"baseline": int((shared & (one_side["_merge"] == "left_only")).sum()),
+               "candidate": int((shared & (one_side["_merge"] == "right_only")).sum())}
     rows = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{baseline} and {candidate} share no sample: nothing to compare")
