@@ -74,11 +74,14 @@ def main(debug: bool) -> None:
 @click.option("--resume", "resume", metavar="RUN_ID", help="Finish an interrupted run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's metrics as JSON (show --json).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--shard", "shard", metavar="I/N", help="Run only part I of N of the samples (stable hash of the "
+              "sample id); merge the parts with 'evalkit import parquet'.")
 def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, no_cache: bool,
-        resume: str | None, as_json: bool, quiet: bool) -> None:
+        resume: str | None, as_json: bool, quiet: bool, shard: str | None) -> None:
     """Run every model of SUITE over its dataset, score each sample and store everything."""
     from evalkit.progress import default_progress
     from evalkit.runner import run_suite
+    from evalkit.shards import parse_shard
     from evalkit.store import Store
     from evalkit.suite import load_suite
     from evalkit.summary import render_table, run_payload
@@ -86,7 +89,7 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
     loaded = load_suite(suite)
     db_path = db or _default_db(suite)
     summary = run_suite(loaded, db_path, list(models) or None, limit, not no_cache, resume,
-                        default_progress(quiet or as_json), sys.argv)
+                        default_progress(quiet or as_json), sys.argv, parse_shard(shard) if shard else None)
     with Store(db_path, read_only=True) as store:
         payload = run_payload(store, summary.run_id)
     if as_json:

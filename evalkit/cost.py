@@ -8,6 +8,7 @@ models, LiteLLM's bundled price table. A model with no known price gets NULL, ne
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -23,17 +24,30 @@ def token_cost(prompt_tokens: int | None, completion_tokens: int | None, input_p
     return ((prompt_tokens or 0) * input_per_mtok + (completion_tokens or 0) * output_per_mtok) / 1e6
 
 
+_UNPRICED: set[str] = set()
+
+
 def litellm_price(model: str, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
     """LiteLLM's bundled price for a call, or None when the model is not in its table."""
     if prompt_tokens is None and completion_tokens is None:
         return None
+    if model in _UNPRICED:
+        return None
+    return _litellm_price(model, prompt_tokens or 0, completion_tokens or 0)
+
+
+@functools.lru_cache(maxsize=65536)
+def _litellm_price(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    # One lookup in LiteLLM's table costs ~1 ms of CPU (about 12 model-info resolutions), as much as the
+    # rest of evalkit's work on a sample; the price of the same token counts never changes in a run.
     from evalkit.backends.litellm_backend import import_litellm
 
     litellm = import_litellm()
     try:
         prompt_usd, completion_usd = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens or 0, completion_tokens=completion_tokens or 0)
+            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     except Exception:  # LiteLLM raises for models it has no price for; that is "unknown", not an error
+        _UNPRICED.add(model)
         return None
     return float(prompt_usd + completion_usd)
 

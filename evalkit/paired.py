@@ -30,7 +30,21 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.errors import ConfigError
-from evalkit.metrics import _CHUNK_CELLS, _row_ece, bootstrap, ece, row_mean, row_tail
+from evalkit.metrics import (
+    _CHUNK_CELLS,
+    _MAX_DISTINCT,
+    ECE_BINS,
+    _row_ece,
+    bootstrap,
+    ece,
+    ece_bins,
+    percentile_interval,
+    resample_indices,
+    row_mean,
+    row_tail,
+    stratified_sums,
+    tail_of_counts,
+)
 from evalkit.store.db import Store
 
 EXACT_BELOW = 25
@@ -94,9 +108,10 @@ def pair(store: Store, baseline: Side, candidate: Side) -> Pairing:
     # A sample is on one side only when the other side has none of its repeats; a surplus repeat of a
     # sample both sides have is counted, not reported as a missing sample.
     only_b, only_c = sorted(ids_b - ids_c), sorted(ids_c - ids_b)
-    shared = merged["sample_id"].isin(ids_b & ids_c)
-    surplus = {"baseline": int((shared & (merged["_merge"] == "left_only")).sum()),
-               "candidate": int((shared & (merged["_merge"] == "right_only")).sum())}
+    one_side = merged[merged["_merge"] != "both"]  # usually empty: test membership only there
+    shared = one_side["sample_id"].isin(ids_b & ids_c)
+    surplus = {"baseline": int((shared & (one_side["_merge"] == "left_only")).sum()),
+               "candidate": int((shared & (one_side["_merge"] == "right_only")).sum())}
     rows = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{baseline} and {candidate} share no sample: nothing to compare")
@@ -161,7 +176,69 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], 
     if getattr(stat, "fast", None) == "mean":  # a difference of means is the mean of differences
         return bootstrap(b - a, stat, resamples, rng, confidence)
     pairs = np.stack([a, b], axis=-1)
+    if getattr(stat, "fast", None) == "tail" and resamples > 0 and len(a) >= 2:
+        distinct, counts = np.unique(pairs, axis=0, return_counts=True)
+        if len(distinct) <= _MAX_DISTINCT:
+            return percentile_interval(_tail_delta_by_counts(distinct, counts, resamples, rng), confidence)
     return bootstrap(pairs, lambda m: stat(m[..., 1]) - stat(m[..., 0]), resamples, rng, confidence)
+
+
+def _tail_delta_by_counts(distinct: np.ndarray, counts: np.ndarray, resamples: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Worst-5% delta per resample when the (baseline, candidate) pairs take few distinct values.
+
+    Drawing n pairs with replacement is drawing multinomial counts over the distinct pairs; each side's
+    tail mean then follows from the counts in that side's ascending order. Same distribution as
+    resampling rows, at O(distinct pairs) per resample instead of O(n).
+    """
+    n = int(counts.sum())
+    draws = rng.multinomial(n, counts / n, size=resamples)
+    out = np.zeros(resamples)
+    for side, sign in ((1, 1.0), (0, -1.0)):
+        order = np.argsort(distinct[:, side], kind="stable")
+        out += sign * tail_of_counts(distinct[order, side], draws[:, order], n)
+    return out
+
+
+def paired_quantile_cis(a: np.ndarray, b: np.ndarray, qs: list[float], resamples: int, rng: np.random.Generator,
+                        confidence: float = 0.95) -> dict[float, tuple[float | None, float | None]]:
+    """CIs of quantile(b, q) − quantile(a, q) for several q from one set of paired resamples.
+
+    Each side's values are replaced by their ranks, so a resample's order statistics come from counts:
+    a bincount of the resampled ranks, its running sum, and a binary search for each rank the
+    quantiles need (linear interpolation, as ``np.quantile``). That is a counting sort, several times
+    cheaper than one ``np.partition`` of the resampled floats per quantile and side. Blocks of a few
+    resamples keep the count arrays in cache.
+    """
+    n = len(a)
+    if resamples <= 0 or n < 2:
+        return {q: (None, None) for q in qs}
+    positions = np.array([q * (n - 1) for q in qs])
+    lo = np.floor(positions).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = positions - lo
+    targets = np.concatenate([lo, hi]) + 1  # the k-th smallest is where the running count reaches k + 1
+    sides = []
+    for values in (a, b):
+        order = np.argsort(values, kind="stable")
+        rank = np.empty(n, dtype=np.int32)
+        rank[order] = np.arange(n, dtype=np.int32)
+        sides.append((values[order], rank))
+    out = np.empty((len(qs), resamples))
+    block = 4
+    for start, idx in resample_indices(n, resamples, rng):
+        for first in range(0, len(idx), block):
+            rows = idx[first:first + block]
+            offsets = (np.arange(len(rows), dtype=np.int64) * n)[:, None]
+            per_side = []
+            for ascending, rank in sides:
+                running = np.cumsum(np.bincount((rank[rows] + offsets).ravel(), minlength=len(rows) * n)
+                                    .reshape(len(rows), n), axis=1)
+                at = np.stack([np.searchsorted(r, targets) for r in running])  # (rows, 2 × len(qs))
+                v_lo, v_hi = ascending[at[:, :len(qs)]], ascending[at[:, len(qs):]]
+                per_side.append(v_lo + (v_hi - v_lo) * frac)
+            out[:, start + first:start + first + len(rows)] = (per_side[1] - per_side[0]).T
+    return {q: percentile_interval(out[i], confidence) for i, q in enumerate(qs)}
 
 
 def _cluster_bootstrap(a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], groups: np.ndarray,
@@ -211,9 +288,28 @@ def _delta(name: str, a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray],
     return Delta(name, va, vb, vb - va, low, high, len(a))
 
 
-def _ece_pairs(m: np.ndarray) -> np.ndarray:
-    """ECE difference per resample of (b, n, 4) rows: baseline (confidence, correct), candidate (same)."""
-    return _row_ece(m[..., 2:4]) - _row_ece(m[..., 0:2])
+def _paired_calibration_cis(cb: np.ndarray, yb: np.ndarray, cc: np.ndarray, yc: np.ndarray, resamples: int,
+                            rng: np.random.Generator, confidence: float) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """CIs of ECE(candidate) − ECE(baseline) and of the Brier difference, from the same paired resamples.
+
+    The pairs are stratified by (baseline bin, candidate bin); each side's per-bin sums of
+    (correct − confidence) are sums over the strata that share its bin, and the Brier difference is the
+    sum of the per-pair squared-error differences.
+    """
+    n = len(cb)
+    if resamples <= 0 or n < 2:
+        return (None, None), (None, None)
+    bins_b, bins_c = ece_bins(cb), ece_bins(cc)
+    columns = np.stack([yb - cb, yc - cc, (cc - yc) ** 2 - (cb - yb) ** 2], 1)
+    ece_out, brier_out = np.empty(resamples), np.empty(resamples)
+    for first, ids, sums in stratified_sums(bins_b * ECE_BINS + bins_c, columns, resamples, rng):
+        to_b = np.eye(ECE_BINS)[ids // ECE_BINS]  # (strata, bins): which baseline bin each stratum is in
+        to_c = np.eye(ECE_BINS)[ids % ECE_BINS]
+        ece_b = np.abs(sums[:, :, 0] @ to_b).sum(axis=1) / n
+        ece_c = np.abs(sums[:, :, 1] @ to_c).sum(axis=1) / n
+        ece_out[first:first + len(sums)] = ece_c - ece_b
+        brier_out[first:first + len(sums)] = sums[:, :, 2].sum(axis=1) / n
+    return percentile_interval(ece_out, confidence), percentile_interval(brier_out, confidence)
 
 
 def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confidence: float = 0.95) -> dict[str, Delta]:
@@ -243,15 +339,17 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
         cb, cc = rows.loc[conf, "confidence_b"].to_numpy(float), rows.loc[conf, "confidence_c"].to_numpy(float)
         yb, yc = flags(rows.loc[conf, "correct_b"]), flags(rows.loc[conf, "correct_c"])
         in_conf = sample[conf.to_numpy()]
-        out["brier"] = _delta("brier", (cb - yb) ** 2, (cc - yc) ** 2, row_mean, resamples, rng, confidence,
-                              in_conf)
+        sq_b, sq_c = (cb - yb) ** 2, (cc - yc) ** 2
         e_b, e_c = ece(cb, yb), ece(cc, yc)
         if len(np.unique(in_conf)) < len(in_conf):  # repeats: resample whole samples
+            out["brier"] = _delta("brier", sq_b, sq_c, row_mean, resamples, rng, confidence, in_conf)
             low, high = _cluster_bootstrap(np.stack([cb, yb], 1), np.stack([cc, yc], 1),
                                            lambda m: _row_ece(m.reshape(len(m), -1, 2)), in_conf, resamples, rng,
                                            confidence)
         else:
-            low, high = bootstrap(np.stack([cb, yb, cc, yc], axis=1), _ece_pairs, resamples, rng, confidence)
+            (low, high), brier_ci = _paired_calibration_cis(cb, yb, cc, yc, resamples, rng, confidence)
+            vb, vc = float(sq_b.mean()), float(sq_c.mean())
+            out["brier"] = Delta("brier", vb, vc, vc - vb, *brier_ci, len(cb))
         out["ece"] = Delta("ece", e_b, e_c, e_c - e_b, low, high, int(conf.sum()))
     cost = rows["cost_usd_b"].notna() & rows["cost_usd_c"].notna()
     if cost.any():
@@ -262,14 +360,27 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
     # an imported log may hold no latency (NULL, never invented): compare the pairs timed on both sides
     timed = both_ok & rows["latency_ms_b"].notna().to_numpy() & rows["latency_ms_c"].notna().to_numpy()
     lat_b, lat_c = rows.loc[timed, "latency_ms_b"].to_numpy(float), rows.loc[timed, "latency_ms_c"].to_numpy(float)
-    for q in (50, 90, 95, 99):
-        out[f"latency_ms_p{q}"] = _delta(f"latency_ms_p{q}", lat_b, lat_c, _quantile(q / 100), resamples, rng,
-                                         confidence, sample[timed])
+    out.update(_quantile_deltas("latency_ms", lat_b, lat_c, (50, 90, 95, 99), resamples, rng, confidence,
+                                sample[timed]))
     streamed = both_ok & rows["ttft_ms_b"].notna().to_numpy() & rows["ttft_ms_c"].notna().to_numpy()
     ttft_b, ttft_c = rows.loc[streamed, "ttft_ms_b"].to_numpy(float), rows.loc[streamed, "ttft_ms_c"].to_numpy(float)
-    for q in (50, 95):
-        out[f"ttft_ms_p{q}"] = _delta(f"ttft_ms_p{q}", ttft_b, ttft_c, _quantile(q / 100), resamples, rng,
-                                      confidence, sample[streamed])
+    out.update(_quantile_deltas("ttft_ms", ttft_b, ttft_c, (50, 95), resamples, rng, confidence, sample[streamed]))
+    return out
+
+
+def _quantile_deltas(prefix: str, a: np.ndarray, b: np.ndarray, percents: tuple[int, ...], resamples: int,
+                     rng: np.random.Generator, confidence: float, groups: np.ndarray) -> dict[str, Delta]:
+    """Percentile deltas with paired CIs; all percentiles share one set of resamples (one per sample
+    cluster when there are repeats)."""
+    if len(a) == 0 or len(np.unique(groups)) < len(groups):
+        return {f"{prefix}_p{q}": _delta(f"{prefix}_p{q}", a, b, _quantile(q / 100), resamples, rng, confidence,
+                                         groups) for q in percents}
+    cis = paired_quantile_cis(a, b, [q / 100 for q in percents], resamples, rng, confidence)
+    out = {}
+    for q in percents:
+        va, vb = float(np.quantile(a, q / 100)), float(np.quantile(b, q / 100))
+        low, high = cis[q / 100]
+        out[f"{prefix}_p{q}"] = Delta(f"{prefix}_p{q}", va, vb, vb - va, low, high, len(a))
     return out
 
 
@@ -290,16 +401,23 @@ def regressions(pairing: Pairing, limit: int | None = None) -> list[dict[str, An
         return (flags(rows[f"{column}_b"]) > 0) & (flags(rows[f"{column}_c"]) == 0)
 
     lost_correct, lost_valid, lost_feasible = lost("correct"), lost("schema_valid"), lost("feasible")
-    picked = rows[lost_correct | lost_valid | lost_feasible]
+    where = np.flatnonzero(lost_correct | lost_valid | lost_feasible)
+    # Column lists instead of iterrows(): a 100k-sample comparison can have 10k regressions.
+    picked = rows.iloc[where]
+    columns = {name: picked[name].tolist() for name in (
+        "sample_id", "repeat", "slice_b", "target_b", "output_b", "output_c", "error_c", "violations_c",
+        "quality_b", "quality_c")}
     out = []
-    for i, r in picked.iterrows():
+    for j, i in enumerate(where):
         kinds = [k for k, flag in (("wrong", lost_correct[i]), ("invalid", lost_valid[i]),
                                    ("infeasible", lost_feasible[i])) if flag]
-        out.append({"sample_id": r["sample_id"], "repeat": int(r["repeat"]), "slice": _text(r["slice_b"]),
-                    "lost": kinds, "target": _text(r["target_b"]), "baseline_output": _text(r["output_b"]),
-                    "candidate_output": _text(r["output_c"]), "candidate_error": _text(r["error_c"]),
-                    "candidate_violations": _text(r["violations_c"]),
-                    "quality_baseline": float(r["quality_b"]), "quality_candidate": float(r["quality_c"])})
+        out.append({"sample_id": columns["sample_id"][j], "repeat": int(columns["repeat"][j]),
+                    "slice": _text(columns["slice_b"][j]), "lost": kinds, "target": _text(columns["target_b"][j]),
+                    "baseline_output": _text(columns["output_b"][j]), "candidate_output": _text(columns["output_c"][j]),
+                    "candidate_error": _text(columns["error_c"][j]),
+                    "candidate_violations": _text(columns["violations_c"][j]),
+                    "quality_baseline": float(columns["quality_b"][j]),
+                    "quality_candidate": float(columns["quality_c"][j])})
     return out[:limit] if limit else out
 
 

@@ -30,6 +30,7 @@ from evalkit.prompts import PromptRenderer, RenderedSample
 from evalkit.provenance import adapter_identity, git_state, host_info, package_versions, redact
 from evalkit.retention import plan_retention, run_retention
 from evalkit.scorers.pipeline import SampleScorer, Score
+from evalkit.shards import Shard
 from evalkit.store.db import Store, now, to_json
 from evalkit.suite import BASE_SUFFIX, LoadedSuite, VLLMModel
 
@@ -51,8 +52,13 @@ class Prepared:
     models: list[str]
 
 
-def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | None = None) -> Prepared:
-    """Validate everything a run needs; raises before any model is called."""
+def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | None = None,
+            shard: Shard | None = None, sample_ids: set[str] | None = None) -> Prepared:
+    """Validate everything a run needs; raises before any model is called.
+
+    ``shard`` keeps the part of the (limited) samples it holds; ``sample_ids`` keeps exactly those
+    samples (a resumed run: the ones it was started with).
+    """
     suite = loaded.suite
     chosen = list(suite.models)
     if models:
@@ -63,6 +69,13 @@ def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | N
         chosen = [m for m in chosen if m in models]
     dataset = load_dataset(loaded.resolve(suite.dataset.path), suite.dataset)
     samples = dataset.samples[:limit] if limit else dataset.samples
+    if shard is not None:
+        samples = [x for x in samples if shard.holds(x.id)]
+        if not samples:
+            raise ConfigError(f"--shard {shard} holds none of the {len(dataset.samples)} samples; use fewer shards",
+                              file=str(loaded.path))
+    if sample_ids is not None:
+        samples = [x for x in samples if x.id in sample_ids]
     scorer = SampleScorer(loaded)
     rendered = PromptRenderer(loaded).render_all(samples)
     return Prepared(loaded, dataset, rendered, scorer, chosen)
@@ -354,11 +367,15 @@ def _check_resume(store: Store, prepared: Prepared, run_id: str) -> None:
     if run["dataset_hash"] != prepared.dataset.sha256:
         raise ConfigError(f"the dataset changed since run {run_id} started (sha256 differs); start a "
                           "new run", file=str(prepared.loaded.path), key="dataset.path")
-    stored = {r[0] for r in store.sql("SELECT sample_id FROM samples WHERE run_id = ?", [run_id])}
+    stored = stored_sample_ids(store, run_id)
     wanted = {r.sample.id for r in prepared.rendered}
     if stored != wanted:
-        raise ConfigError(f"run {run_id} was started with {len(stored)} samples but the suite now selects "
-                          f"{len(wanted)}; resume with the same --limit", file=str(prepared.loaded.path))
+        raise ConfigError(f"run {run_id} was started with {len(stored)} samples but the suite now has "
+                          f"{len(wanted)} of them", file=str(prepared.loaded.path))
+
+
+def stored_sample_ids(store: Store, run_id: str) -> set[str]:
+    return {r[0] for r in store.sql("SELECT sample_id FROM samples WHERE run_id = ?", [run_id])}
 
 
 def retention_applies(loaded: LoadedSuite, models: list[str]) -> bool:
@@ -369,20 +386,22 @@ def retention_applies(loaded: LoadedSuite, models: list[str]) -> bool:
 
 def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None, limit: int | None = None,
               use_cache: bool = True, resume: str | None = None, progress: Progress | None = None,
-              argv: list[str] | None = None) -> RunSummary:
-    """Run (or resume) a suite and store everything; returns the run's summary with metrics."""
+              argv: list[str] | None = None, shard: Shard | None = None) -> RunSummary:
+    """Run (or resume) a suite and store everything; returns the run's summary with metrics.
+
+    A resumed run keeps the samples it was started with (its ``--limit`` and ``--shard``).
+    """
     progress = progress or NullProgress()
     store = Store(db_path)
     try:
         if resume:
             run_id = store.resolve_run_id(resume)
-            run = store.get_run(run_id)
             stored_models = [m["model"] for m in store.run_models(run_id)]
-            prepared = prepare(loaded, models or stored_models, run["n_samples"])
+            prepared = prepare(loaded, models or stored_models, sample_ids=stored_sample_ids(store, run_id))
             _check_resume(store, prepared, run_id)
             store.set_run_status(run_id, "running")
         else:
-            prepared = prepare(loaded, models, limit)
+            prepared = prepare(loaded, models, limit, shard)
             run_id = new_run_id()
         retention = plan_retention(loaded) if retention_applies(loaded, prepared.models) else None
         backends = create_backends(loaded, prepared.models)

@@ -1,5 +1,5 @@
 """``evalkit export inspect``, ``evalkit import inspect`` and ``evalkit retention``: inspect-ai logs out
-and in, and lm-eval capability-retention checks."""
+and in, and lm-eval capability-retention checks. The export / import groups live in commands.transfer."""
 
 from __future__ import annotations
 
@@ -9,12 +9,8 @@ from typing import Any
 
 import click
 
+from evalkit.commands.transfer import export_group, import_group
 from evalkit.errors import ConfigError
-
-
-@click.group("export")
-def export_group() -> None:
-    """Write a stored run in another tool's log format."""
 
 
 @export_group.command("inspect")
@@ -36,11 +32,6 @@ def export_inspect(run_id: str, out_dir: str, models: tuple[str, ...], db: str |
     for path in written:
         click.echo(str(path))
     click.echo(f"view with: inspect view --log-dir {out_dir}", err=True)
-
-
-@click.group("import")
-def import_group() -> None:
-    """Bring another tool's log into the store as a run."""
 
 
 @import_group.command("inspect")
@@ -104,4 +95,4 @@ def _retention_with_servers(loaded: Any, store: Any, run_id: str) -> list[dict[s
         release_servers(backends)
 
 
-COMMANDS = [export_group, import_group, retention]
+COMMANDS = [retention]  # the inspect subcommands join the export / import groups of commands.transfer

@@ -61,8 +61,8 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
     baseline, candidate = _pick_sides(config, names, baseline, candidate)
 
     frame = store.results_frame(run_id, "r.model, r.sample_id, r.status, r.correct, r.quality, r.confidence, "
-                                        "r.latency_ms, r.output, r.error, r.violations, r.request_params, s.target, "
-                                        "s.slice")
+                                        "r.latency_ms, r.output, r.error, r.violations, s.target, s.slice, "
+                                        "contains(r.request_params, '\"latency_kind\": \"batch\"') AS batch_call")
     models = []
     for m in model_rows:
         rows = frame[frame["model"] == m["model"]]
@@ -84,7 +84,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
                        "violations": json.loads(r.violations) if isinstance(r.violations, str) else []}
                       for r in worst.head(MAX_WORST).itertuples()],
             "n_worst": len(worst),
-            "batch_latency": bool(rows["request_params"].fillna("").str.contains('"latency_kind": "batch"').any()),
+            "batch_latency": bool(rows["batch_call"].fillna(False).any()),
             "latency": rows.loc[ok, "latency_ms"].dropna().to_numpy(float),
         })
     lat_chart = charts.latency_cdf({m["name"]: m.pop("latency") for m in models}, colors)

@@ -1,0 +1,37 @@
+"""The benchmark scripts run end to end at a tiny size (a smoke run: statuses and counts, no timings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_harness_overhead_smoke(tmp_path, cli_env):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "harness_overhead.py"), "--requests", "40", "--concurrency", "8",
+                           "--latency-ms", "5", "--only", "aiohttp,evalkit-vllm", "--json", str(out),
+                           "--workdir", str(tmp_path / "work")], capture_output=True, text=True, env=cli_env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())["results"]
+    assert [(r["config"], r["status"], r["requests_seen"]) for r in results] == [
+        ("aiohttp", "ok", 40), ("evalkit-vllm", "ok", 40)]
+    assert all(r["cpu_s"] > 0 and r["wall_s"] > 0 for r in results)
+    assert "× aiohttp" in proc.stdout
+
+
+@pytest.mark.slow
+def test_store_and_report_scale_smoke(cli_env):
+    proc = subprocess.run([sys.executable, str(BENCH / "store_and_report_scale.py"), "--samples", "500",
+                           "--insert-rows", "2000", "--rerun-samples", "50"], capture_output=True, text=True,
+                          env=cli_env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "insert 2,000 result rows" in proc.stdout and "MiB" in proc.stdout
+    assert "0 model calls, 50 answers from the cache" in proc.stdout
