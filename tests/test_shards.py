@@ -85,13 +85,17 @@ def test_export_import_round_trip_keeps_a_run(make_suite, triage_server, email_r
     suite = make_suite(LABEL_SUITE.format(base=triage_server.url), rows=email_rows)
     db, copy = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
     assert run_cli(["run", str(suite), "--db", str(db), "--quiet"], cli_env).returncode == 0
+    routed = run_cli(["route", "latest", "--small", "tuned", "--large", "frontier", "--db", str(db)], cli_env)
+    assert routed.returncode == 0, routed.stderr
     assert run_cli(["export", "parquet", "--db", str(db), "-o", str(tmp_path / "x")], cli_env).returncode == 0
     proc = run_cli(["import", "parquet", str(tmp_path / "x"), "--db", str(copy)], cli_env)
     assert proc.returncode == 0, proc.stderr
     with Store(db, read_only=True) as a, Store(copy, read_only=True) as b:
         rid = a.resolve_run_id("latest")
         assert b.resolve_run_id("latest") == rid
-        for table in ("runs", "run_models", "samples", "results", "metrics"):
+        assert a.one("SELECT count(*) FROM routing_policies WHERE run_id = ?", [rid])[0] > 0
+        for table in ("runs", "run_models", "samples", "results", "metrics", "routing_policies",
+                      "routing_recommendations", "retention"):
             q = f"SELECT * FROM {table} WHERE run_id = ? ORDER BY ALL"
             assert a.sql(q, [rid]) == b.sql(q, [rid]), table
 

@@ -24,6 +24,9 @@ from evalkit.store.db import Store, now, to_json
 
 FORMAT = "evalkit.parquet/1"
 TABLES = ("runs", "run_models", "samples", "results", "metrics")
+# Copied with a single run as they are; a merge of shards leaves them out (they describe the whole run:
+# rerun `evalkit retention` / `evalkit route` on the merged run).
+RUN_LEVEL_TABLES = ("retention", "retention_samples", "routing_policies", "routing_recommendations")
 
 
 def export_run(store: Store, run_id: str, folder: str | Path) -> dict[str, Any]:
@@ -32,7 +35,7 @@ def export_run(store: Store, run_id: str, folder: str | Path) -> dict[str, Any]:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for table in TABLES:
+    for table in TABLES + RUN_LEVEL_TABLES:
         arrow = store.con.execute(f"SELECT * FROM {table} WHERE run_id = ?", [run_id]).to_arrow_table()
         pq.write_table(arrow, out / f"{table}.parquet")
         counts[table] = arrow.num_rows
@@ -101,8 +104,10 @@ def import_runs(store: Store, folders: list[str | Path], run_id: str | None = No
                       "FROM read_parquet(?::VARCHAR[])", [target, files(table)])
         _insert_models(store, target, [_read(store, p, "run_models") for p in paths])
         if len(paths) == 1:
-            store.sql("INSERT INTO metrics BY NAME SELECT * REPLACE (?::VARCHAR AS run_id) FROM read_parquet(?)",
-                      [target, files("metrics")[0]])
+            for table in ("metrics",) + RUN_LEVEL_TABLES:
+                if (paths[0] / f"{table}.parquet").is_file():  # exports of older versions lack the newer tables
+                    store.sql(f"INSERT INTO {table} BY NAME SELECT * REPLACE (?::VARCHAR AS run_id) "
+                              "FROM read_parquet(?)", [target, files(table)[0]])
         store.sql("COMMIT")
     except Exception:
         store.sql("ROLLBACK")
