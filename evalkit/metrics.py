@@ -207,8 +207,8 @@ def calibration_resamples(conf: np.ndarray, corr: np.ndarray, resamples: int,
     n = len(conf)
     strata = ece_bins(conf)
     brier_out, ece_out = np.empty(resamples), np.empty(resamples)
-    for first, _, sums in stratified_sums(strata, np.stack([corr - conf, (conf - corr) ** 2], 1), resamples,
-                                                 rng):
+    columns = np.stack([corr - conf, (conf - corr) ** 2], 1)
+    for first, _, sums in stratified_sums(strata, columns, resamples, rng):
         ece_out[first:first + len(sums)] = np.abs(sums[:, :, 0]).sum(axis=1) / n
         brier_out[first:first + len(sums)] = sums[:, :, 1].sum(axis=1) / n
     return brier_out, ece_out
