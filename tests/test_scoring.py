@@ -58,6 +58,9 @@ def test_confidence_from_field_and_logprobs():
     parsed = parse_label(text, LABELS)
     lp = [{"token": " sp", "logprob": math.log(0.9)}, {"token": "am", "logprob": math.log(0.5)}]
     assert from_logprobs(text, parsed, lp) == pytest.approx(0.45)
+    # vLLM's logprobs end with the end-of-turn token that the text leaves out (seen with SmolLM2's ChatML)
+    end_of_turn = [*lp, {"token": "<|im_end|>", "logprob": math.log(0.99)}]
+    assert from_logprobs(text, parsed, end_of_turn) == pytest.approx(0.45)
     text = '{"label": "spam", "why": "x"}'
     toks = ['{"', 'label', '":', ' "', 'sp', 'am', '",', ' "', 'why', '":', ' "', 'x', '"}']
     lps = [{"token": t, "logprob": math.log(0.7) if t in ("sp", "am") else math.log(0.99)} for t in toks]

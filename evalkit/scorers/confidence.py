@@ -50,8 +50,11 @@ def from_logprobs(text: str, parsed: Parsed, logprobs: list[dict[str, Any]] | No
     if not logprobs or parsed.value is None:
         return None
     tokens = [str(t.get("token", "")) for t in logprobs]
-    if "".join(tokens) != text:
-        return None  # offsets would not line up with the text we parsed
+    # The tokens must spell the text, or offsets would not line up with what we parsed. Engines may add
+    # tokens the text leaves out at its end (vLLM reports the end-of-turn token, e.g. <|im_end|>, and a
+    # matched stop string): those lie past every span and are harmless.
+    if not "".join(tokens).startswith(text):
+        return None
     span = _value_span(text, parsed, json_field)
     if span is None or span[1] <= span[0]:
         return None
