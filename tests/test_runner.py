@@ -137,15 +137,21 @@ def test_invalid_json_schema_and_missing_scorer_fail_before_any_call(sums, make_
 
 
 @pytest.mark.parametrize("sequential", [True, False])
-def test_sequential_models_never_overlap(sums, sequential):
-    """run.sequential_models: the second model's first request comes after the first model's last answer."""
-    loaded, server, tmp = sums
-    suite = loaded.path.read_text().replace("run: {concurrency: 4,",
-                                            f"run: {{sequential_models: {str(sequential).lower()}, concurrency: 4,")
-    loaded.path.write_text(suite)
-    summary = run_suite(load_suite(loaded.path), str(tmp / "r.duckdb"))
+def test_sequential_models_never_overlap(make_suite, tmp_path, sequential):
+    """run.sequential_models: the second model's first request comes after the first model's last answer.
+
+    Each answer takes 400 ms, so the first model needs >= 0.8 s for its 8 requests at concurrency 4:
+    side by side, the second model's requests always arrive in between.
+    """
+    (tmp_path / "checks.py").write_text(CHECKS)
+    (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
+    responder = SumResponder.from_dict(RULES)
+    with DevServer(responder, latency_ms=400) as server:
+        text = SUITE.format(base=server.url, schema="schema.json").replace(
+            "run: {concurrency: 4,", f"run: {{sequential_models: {str(sequential).lower()}, concurrency: 4,")
+        summary = run_suite(load_suite(make_suite(text, rows=ROWS)), str(tmp_path / "r.duckdb"))
+        order = [r.model for r in server.requests if r.path.endswith("/chat/completions")]
     assert summary.status == "complete"
-    order = [r.model for r in server.requests if r.path.endswith("/chat/completions")]
     assert sorted(order) == ["good"] * 8 + ["sloppy"] * 8
     switches = sum(a != b for a, b in zip(order, order[1:]))
     assert (switches == 1) if sequential else (switches > 1)
