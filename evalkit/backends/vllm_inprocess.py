@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.backends.base import ChatRequest, Completion
+from evalkit.backends.vllm_launch import max_lora_rank
 from evalkit.errors import BackendError, ConfigError, EngineError
 
 # OpenAI-style generation parameters and the SamplingParams field each one sets.
@@ -77,11 +78,11 @@ class InProcessEngine:
         self.base_model = base_model
         kwargs: dict[str, Any] = {"model": base_model, **engine_args}
         if adapters:
-            ranks = [r for r in (_rank(p) for p in adapters.values()) if r]
+            rank = max_lora_rank(list(adapters.values()))
             kwargs.setdefault("enable_lora", True)
             kwargs.setdefault("max_loras", len(adapters))
-            if ranks:
-                kwargs.setdefault("max_lora_rank", next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= max(ranks)))
+            if rank:
+                kwargs.setdefault("max_lora_rank", rank)
         try:
             self.llm = LLM(**kwargs)
         except Exception as exc:  # vLLM raises many kinds at start-up; all mean "this engine cannot run"
@@ -140,12 +141,6 @@ class InProcessEngine:
         if self._task is not None:
             self._task.cancel()
         self._task = None
-
-
-def _rank(path: Path) -> int | None:
-    from evalkit.backends.vllm_launch import lora_rank
-
-    return lora_rank(path)
 
 
 class VLLMInProcessBackend:

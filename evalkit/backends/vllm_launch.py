@@ -50,6 +50,12 @@ def lora_rank(adapter_path: Path) -> int | None:
         return None
 
 
+def max_lora_rank(adapters: list[Path]) -> int | None:
+    """The smallest rank vLLM accepts for --max-lora-rank that fits every adapter (None: no rank readable)."""
+    ranks = [r for r in (lora_rank(p) for p in adapters) if r]
+    return next((r for r in LORA_RANKS if r >= max(ranks)), max(ranks)) if ranks else None
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM when evalkit dies, even by kill -9 (Linux only)."""
     os.setsid()
@@ -74,11 +80,11 @@ class ServerSpec:
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.base_model,
                "--served-model-name", self.served_name, "--host", "127.0.0.1", "--port", str(port)]
         if self.adapters:
-            ranks = [r for r in (lora_rank(p) for p in self.adapters.values()) if r]
+            rank = max_lora_rank(list(self.adapters.values()))
             cmd += ["--enable-lora", "--max-loras", str(len(self.adapters)), "--lora-modules",
                     *(f"{name}={path}" for name, path in self.adapters.items())]
-            if ranks and "--max-lora-rank" not in self.server_args:
-                cmd += ["--max-lora-rank", str(next(r for r in LORA_RANKS if r >= max(ranks)))]
+            if rank and "--max-lora-rank" not in self.server_args:
+                cmd += ["--max-lora-rank", str(rank)]
         return cmd + list(self.server_args)
 
 
