@@ -107,17 +107,18 @@ def _inprocess_backend(loaded: LoadedSuite, names: list[str], name: str, spec: V
     from evalkit.backends.vllm import adapter_folder, engine_identity, resolve_base
     from evalkit.backends.vllm_inprocess import InProcessEngine, VLLMInProcessBackend, sampling_kwargs
 
+    def engine_key(model: VLLMModel) -> tuple[str, str]:
+        return resolve_base(loaded, model.base_model), json.dumps(model.engine_args, sort_keys=True, default=str)
+
     sampling = sampling_kwargs(spec.params, f"models.{name}.params", str(loaded.path))  # before the slow start
-    base = resolve_base(loaded, spec.base_model)
-    key = (base, json.dumps(spec.engine_args, sort_keys=True, default=str))
+    key = engine_key(spec)
     if key not in engines:
         adapters = {}
         for other in names:
             o = loaded.suite.models[other]
-            if (isinstance(o, VLLMModel) and o.mode == "inprocess" and o.adapter
-                    and (resolve_base(loaded, o.base_model), json.dumps(o.engine_args, sort_keys=True, default=str)) == key):
+            if isinstance(o, VLLMModel) and o.mode == "inprocess" and o.adapter and engine_key(o) == key:
                 adapters[o.adapter] = adapter_folder(loaded, other, o)
-        engines[key] = InProcessEngine(base, adapters, spec.engine_args)
+        engines[key] = InProcessEngine(key[0], adapters, spec.engine_args)
     adapter = adapter_folder(loaded, name, spec)
     return VLLMInProcessBackend(name, spec.adapter, engines[key], sampling,  # type: ignore[arg-type]
                                 engine_identity(loaded, spec, adapter))
