@@ -60,7 +60,7 @@ def create_backends(loaded: LoadedSuite, names: list[str]) -> dict[str, Backend]
 
                 launch = launch if launch is not None else launch_specs(loaded, names)
                 key, server_spec = launch[name]
-                server = POOL.acquire(key, lambda s=server_spec: s)
+                server = POOL.acquire(key, server_spec)
                 backends[name] = VLLMServerBackend(
                     name, spec, None, connections, api_base=server.api_base, server=server,
                     identity=engine_identity(loaded, spec, adapter_folder(loaded, name, spec)))

@@ -23,7 +23,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,11 +184,12 @@ class ServerPool:
         self._users: dict[tuple[Any, ...], int] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, key: tuple[Any, ...], make_spec: Callable[[], ServerSpec]) -> LaunchedServer:
+    def acquire(self, key: tuple[Any, ...], spec: ServerSpec) -> LaunchedServer:
+        """The running server for ``key``, started from ``spec`` by its first user."""
         with self._lock:
             server = self._servers.get(key)
             if server is None:
-                server = LaunchedServer(make_spec())
+                server = LaunchedServer(spec)
                 server.start()
                 self._servers[key] = server
                 self._users[key] = 0
