@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.metrics import compute_run_metrics
+from evalkit.analysis.metrics import compute_run_metrics
 from evalkit.report import write_report
 from evalkit.store import Store
 from evalkit.store.db import now

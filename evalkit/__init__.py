@@ -12,11 +12,11 @@ __all__ = ["__version__", "load_suite", "run_suite", "Store"]
 
 def __getattr__(name: str):  # lazy: `import evalkit` stays cheap and needs no heavy dependency
     if name == "load_suite":
-        from evalkit.suite import load_suite
+        from evalkit.config.loader import load_suite
 
         return load_suite
     if name == "run_suite":
-        from evalkit.runner import run_suite
+        from evalkit.engine.runner import run_suite
 
         return run_suite
     if name == "Store":

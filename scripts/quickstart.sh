@@ -9,7 +9,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP=True
 export EVALKIT_QUICKSTART_KEY=quickstart-local-key
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export EVALKIT_QUICKSTART_BASE="http://127.0.0.1:${port}/v1"
-.venv/bin/python -m evalkit.devserver --port "$port" --rules suites/quickstart/standin_models.yaml \
+.venv/bin/python -m evalkit.testing --port "$port" --rules suites/quickstart/standin_models.yaml \
   --latency-ms 60 --ttft-ms 25 --api-key "$EVALKIT_QUICKSTART_KEY" >/dev/null 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT

@@ -105,7 +105,8 @@ TEST_KEY = "sk-test-4f9c2a7be1d04c55"
 @pytest.fixture
 def triage_server():
     """A loopback OpenAI-protocol server playing 'frontier' and 'tuned', requiring an API key."""
-    from evalkit.devserver import DevServer, RuleResponder
+    from evalkit.testing.devserver import DevServer
+    from evalkit.testing.replies import RuleResponder
 
     with DevServer(RuleResponder.from_dict(TRIAGE_RULES), api_key=TEST_KEY, latency_ms=2) as server:
         yield server

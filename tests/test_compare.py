@@ -23,9 +23,10 @@ from click.testing import CliRunner
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from test_gate import GATE_SUITE
 
+from evalkit.analysis.bootstrap import paired_bootstrap, row_tail
+from evalkit.analysis.metrics import compute_run_metrics
+from evalkit.analysis.paired import Side, mcnemar_tests, pair, paired_deltas
 from evalkit.cli import main
-from evalkit.metrics import compute_run_metrics, row_tail
-from evalkit.paired import Side, mcnemar_tests, pair, paired_bootstrap, paired_deltas
 from evalkit.store import Store
 from evalkit.store.db import now
 

@@ -14,8 +14,9 @@ import time
 import pytest
 from conftest import LABEL_SUITE, TEST_KEY, TRIAGE_RULES, write_jsonl
 
-from evalkit.devserver import DevServer, RuleResponder
 from evalkit.store import Store
+from evalkit.testing.devserver import DevServer
+from evalkit.testing.replies import RuleResponder
 
 N = 240
 

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from evalkit.dataset import load_dataset
+from evalkit.config.dataset import load_dataset
+from evalkit.config.suite import DatasetSpec
 from evalkit.errors import DatasetError
-from evalkit.suite import DatasetSpec
 
 
 def spec(**kw) -> DatasetSpec:

@@ -18,16 +18,9 @@ import aiohttp
 import openai
 import pytest
 
-from evalkit.devserver import (
-    DevServer,
-    EchoResponder,
-    Fault,
-    FaultPlan,
-    Reply,
-    Rule,
-    RuleResponder,
-    tokenize,
-)
+from evalkit.testing.devserver import DevServer
+from evalkit.testing.faults import Fault, FaultPlan
+from evalkit.testing.replies import EchoResponder, Reply, Rule, RuleResponder, tokenize
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -355,8 +348,8 @@ def test_async_in_process_latency_does_not_serialise() -> None:
 
 
 def test_evalkit_client_stream_and_ttft() -> None:
-    from evalkit.backends.base import ChatRequest
     from evalkit.backends.openai_http import OpenAICompatibleClient
+    from evalkit.records import ChatRequest
 
     async def go() -> None:
         async with DevServer(make_responder(), ttft_ms=50, api_key=KEY) as srv:
@@ -387,7 +380,7 @@ def test_rules_file_and_cli(tmp_path: Path) -> None:
     assert responder({"model": "tuned", "messages": [{"role": "user", "content": "shared"}]}).text == "from shared"
     assert responder({"model": "tuned", "messages": [{"role": "user", "content": "x"}]}).text == "spam"
 
-    proc = subprocess.Popen([sys.executable, "-m", "evalkit.devserver", "--port", "0", "--rules", str(path),
+    proc = subprocess.Popen([sys.executable, "-m", "evalkit.testing", "--port", "0", "--rules", str(path),
                              "--latency-ms", "1", "--api-key", "k"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from conftest import run_cli
 
+from evalkit.analysis.metrics import METRICS
 from evalkit.cli import main
-from evalkit.metrics import METRICS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -7,10 +7,12 @@ import time
 import pytest
 from conftest import LABEL_SUITE, TEST_KEY, TRIAGE_RULES
 
-from evalkit.devserver import DevServer, Fault, RuleResponder
-from evalkit.runner import run_suite
+from evalkit.config.loader import load_suite
+from evalkit.engine.runner import run_suite
 from evalkit.store import Store
-from evalkit.suite import load_suite
+from evalkit.testing.devserver import DevServer
+from evalkit.testing.faults import Fault
+from evalkit.testing.replies import RuleResponder
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
+from evalkit.analysis.bootstrap import paired_bootstrap
+from evalkit.analysis.metrics import compute_run_metrics
+from evalkit.analysis.paired import Side, mcnemar, pair, paired_deltas
 from evalkit.cli import main
-from evalkit.metrics import compute_run_metrics
-from evalkit.paired import Side, mcnemar, pair, paired_bootstrap, paired_deltas
 from evalkit.store import Store
 from evalkit.store.db import now
 

@@ -254,8 +254,8 @@ def test_missing_extra_names_the_pip_command(tmp_path):
 
 def test_failed_calls_and_feasibility_travel_in_the_export(tmp_path):
     """A stored run with a failed call and feasibility checks, exported in-process and read back."""
+    from evalkit.analysis.metrics import compute_run_metrics
     from evalkit.interop.inspect_log import export_run
-    from evalkit.metrics import compute_run_metrics
     from evalkit.store.db import now
 
     db = tmp_path / "s.duckdb"
@@ -306,8 +306,8 @@ def test_import_maps_epochs_to_repeats(make_suite, email_rows, tmp_path):
     from inspect_ai.log import EvalConfig, EvalDataset, EvalLog, EvalSample, EvalSpec
     from inspect_ai.model import ModelOutput
 
+    from evalkit.config.loader import load_suite
     from evalkit.interop.inspect_log import build_import, store_import
-    from evalkit.suite import load_suite
 
     suite = make_suite(LABEL_SUITE.format(base="http://127.0.0.1:9/v1"), rows=email_rows)
     samples = [EvalSample(id=sid, epoch=epoch, input="x", target="ham",

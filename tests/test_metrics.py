@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss
 
-from evalkit.metrics import bootstrap, ece, model_metrics, tail_mean
+from evalkit.analysis.bootstrap import bootstrap, ece, tail_mean
+from evalkit.analysis.metrics import model_metrics
 
 
 def _frame(n: int, seed: int = 1) -> pd.DataFrame:
@@ -116,7 +117,7 @@ def test_undefined_metrics_are_null_not_zero():
 
 def test_multinomial_shortcut_matches_row_resampling():
     """Resampling counts over distinct values is the same bootstrap as resampling rows."""
-    from evalkit.metrics import row_mean, row_tail
+    from evalkit.analysis.bootstrap import row_mean, row_tail
 
     x = np.random.default_rng(2).integers(0, 5, 3000) / 4.0  # five distinct quality levels
     for stat in (row_mean, row_tail):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.metrics import compute_run_metrics
+from evalkit.analysis.metrics import compute_run_metrics
 from evalkit.store import Store
 from evalkit.store.db import now
 
@@ -69,6 +69,6 @@ def test_stored_metrics_equal_documented_sql(tmp_path: Path):
                     else:
                         assert math.isclose(float(value), expected, rel_tol=1e-9, abs_tol=1e-12), (model, metric)
                     checked.add(metric)
-        from evalkit.metrics import METRICS
+        from evalkit.analysis.metrics import METRICS
 
         assert checked == set(METRICS), set(METRICS) - checked

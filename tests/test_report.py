@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import LABEL_SUITE, TEST_KEY
 
-from evalkit.devserver import DevServer, RuleResponder
+from evalkit.config.loader import load_suite
+from evalkit.engine.runner import run_suite
 from evalkit.report import write_report
-from evalkit.runner import run_suite
 from evalkit.store import Store
-from evalkit.suite import load_suite
+from evalkit.testing.devserver import DevServer
+from evalkit.testing.replies import RuleResponder
 
 
 class Hits(BaseHTTPRequestHandler):

@@ -48,7 +48,8 @@ gates:
 
 @pytest.fixture
 def retention_server():
-    from evalkit.devserver import DevServer, RuleResponder
+    from evalkit.testing.devserver import DevServer
+    from evalkit.testing.replies import RuleResponder
 
     with DevServer(RuleResponder.from_dict(RULES), api_key=TEST_KEY) as server:
         yield server

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from evalkit.analysis.costs import break_even_calls_per_day, per_call_cost, projected_cost, self_hosted_monthly
+from evalkit.analysis.paired import Side, pair
+from evalkit.analysis.routing import analyse, choose, routing_data, split_mask, sweep
 from evalkit.cli import main
-from evalkit.cost import break_even_calls_per_day, per_call_cost, projected_cost, self_hosted_monthly
-from evalkit.paired import Side, pair
-from evalkit.routing import analyse, choose, routing_data, split_mask, sweep
 from evalkit.store import Store
 from evalkit.store.db import now
 

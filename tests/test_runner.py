@@ -6,11 +6,13 @@ import json
 
 import pytest
 
-from evalkit.devserver import DevServer, Fault, RuleResponder
+from evalkit.config.loader import load_suite
+from evalkit.engine.runner import run_suite
 from evalkit.errors import ConfigError, ScorerError
-from evalkit.runner import run_suite
 from evalkit.store import Store
-from evalkit.suite import load_suite
+from evalkit.testing.devserver import DevServer
+from evalkit.testing.faults import Fault
+from evalkit.testing.replies import RuleResponder
 
 ROWS = [{"id": f"q{i}", "a": i, "b": i + 1, "answer": {"total": 2 * i + 1}} for i in range(8)]
 SUITE = """

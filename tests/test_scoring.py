@@ -8,14 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evalkit.backends.base import Completion
-from evalkit.dataset import Sample
-from evalkit.prompts import RenderedSample
-from evalkit.scorers import builtin
-from evalkit.scorers.confidence import from_field, from_logprobs
-from evalkit.scorers.parse import parse_json, parse_label
-from evalkit.scorers.pipeline import SampleScorer
-from evalkit.suite import load_suite
+from evalkit.config.dataset import Sample
+from evalkit.config.loader import load_suite
+from evalkit.config.prompts import RenderedSample
+from evalkit.records import Completion
+from evalkit.scoring import builtin
+from evalkit.scoring.confidence import from_field, from_logprobs
+from evalkit.scoring.parse import parse_json, parse_label
+from evalkit.scoring.pipeline import SampleScorer
 
 LABELS = ["ham", "spam"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import LABEL_SUITE, TEST_KEY, TRIAGE_RULES, run_cli
 
+from evalkit.config.shards import Shard, parse_shard
 from evalkit.errors import ConfigError
-from evalkit.shards import Shard, parse_shard
 from evalkit.store import Store
 
 # Timings and the GPU-hour cost (from measured wall time) differ between runs; everything else must not.
@@ -31,7 +31,8 @@ def test_parse_and_split_are_stable_and_cover_every_sample():
 
 
 def test_two_shards_on_two_servers_merge_into_the_unsharded_run(make_suite, cli_env, tmp_path):
-    from evalkit.devserver import DevServer, RuleResponder
+    from evalkit.testing.devserver import DevServer
+    from evalkit.testing.replies import RuleResponder
 
     rows = _rows(60)
     with DevServer(RuleResponder.from_dict(TRIAGE_RULES), api_key=TEST_KEY) as one, \

@@ -10,8 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from evalkit.config.loader import load_suite, suite_json_schema
 from evalkit.errors import ConfigError
-from evalkit.suite import load_suite, suite_json_schema
 
 BASE = """
 evalkit: 1

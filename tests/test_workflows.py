@@ -12,7 +12,8 @@ import pytest
 import yaml
 from conftest import EMAILS, TEST_KEY, write_jsonl
 
-from evalkit.devserver import DevServer, RuleResponder
+from evalkit.testing.devserver import DevServer
+from evalkit.testing.replies import RuleResponder
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 
-from evalkit.backends.base import Backend, ChatRequest, Completion
+from evalkit.backends.base import Backend
+from evalkit.config.suite import LiteLLMModel, LoadedSuite, VLLMModel
 from evalkit.errors import ConfigError
-from evalkit.suite import LiteLLMModel, LoadedSuite, VLLMModel
+from evalkit.records import ChatRequest, Completion
 
 __all__ = ["Backend", "ChatRequest", "Completion", "api_key_for", "create_backend", "create_backends",
            "live_endpoints", "release_servers"]

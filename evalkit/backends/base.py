@@ -7,8 +7,9 @@ raises :class:`evalkit.errors.BackendError` with ``retryable`` set for failures 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+from evalkit.records import ChatRequest, Completion
 
 # HTTP statuses worth another attempt: timeouts, conflicts, rate limits and server-side failures.
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -21,45 +22,6 @@ def retry_after_seconds(headers: Any) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """One chat call: the messages and exactly the generation parameters to send."""
-
-    messages: list[dict[str, str]]
-    params: dict[str, Any]
-    logprobs: bool = False
-    top_logprobs: int = 0
-    stream: bool = True
-    timeout_s: float = 120.0
-
-
-@dataclass
-class Completion:
-    """A model's answer and the measurements of the call that produced it.
-
-    ``logprobs`` holds one entry per generated token: ``{"token": str, "logprob": float,
-    "top": [[token, logprob], ...]}``; None when the server sent none.
-    """
-
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    latency_ms: float = 0.0
-    ttft_ms: float | None = None
-    resolved_model: str | None = None
-    logprobs: list[dict[str, Any]] | None = None
-    cost_usd: float | None = None
-    sent_params: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Completion:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 class Backend(Protocol):

@@ -6,10 +6,11 @@ import os
 import time
 from typing import Any
 
-from evalkit.backends.base import RETRYABLE_STATUS, ChatRequest, Completion, retry_after_seconds
+from evalkit.backends.base import RETRYABLE_STATUS, retry_after_seconds
 from evalkit.backends.openai_http import convert_logprobs
+from evalkit.config.suite import LiteLLMModel
 from evalkit.errors import BackendError
-from evalkit.suite import LiteLLMModel
+from evalkit.records import ChatRequest, Completion
 
 
 def import_litellm() -> Any:

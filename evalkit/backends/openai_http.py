@@ -14,8 +14,9 @@ from typing import Any
 
 import aiohttp
 
-from evalkit.backends.base import RETRYABLE_STATUS, ChatRequest, Completion, retry_after_seconds
+from evalkit.backends.base import RETRYABLE_STATUS, retry_after_seconds
 from evalkit.errors import BackendError
+from evalkit.records import ChatRequest, Completion
 
 
 def _error_message(status: int, body: bytes) -> str:

@@ -13,12 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.backends.base import ChatRequest, Completion
 from evalkit.backends.openai_http import OpenAICompatibleClient
 from evalkit.backends.vllm_launch import POOL, LaunchedServer, ServerSpec
+from evalkit.config.provenance import adapter_identity
+from evalkit.config.suite import LoadedSuite, VLLMModel
 from evalkit.errors import ConfigError
-from evalkit.provenance import adapter_identity
-from evalkit.suite import LoadedSuite, VLLMModel
+from evalkit.records import ChatRequest, Completion
 
 
 class VLLMServerBackend:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.backends.base import ChatRequest, Completion
 from evalkit.backends.vllm_launch import max_lora_rank
 from evalkit.errors import BackendError, ConfigError, EngineError
+from evalkit.records import ChatRequest, Completion
 
 # OpenAI-style generation parameters and the SamplingParams field each one sets.
 SAMPLING_FIELDS = {

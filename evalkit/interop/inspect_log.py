@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from evalkit import __version__
-from evalkit.backends.base import Completion
+from evalkit.analysis.metrics import compute_run_metrics
+from evalkit.config.provenance import host_info, package_versions, redact
+from evalkit.config.suite import LoadedSuite
 from evalkit.errors import InteropError, require
-from evalkit.metrics import compute_run_metrics
-from evalkit.provenance import host_info, package_versions, redact
+from evalkit.records import Completion
 from evalkit.store.db import Store, now, to_json
-from evalkit.suite import LoadedSuite
 
 IMPORTED = "imported"  # runs.status of a run brought in from a foreign log
 _STOP = {"stop": "stop", "length": "max_tokens", "content_filter": "content_filter", "tool_calls": "tool_calls"}
@@ -243,7 +243,8 @@ class ImportedRun:
 def build_import(loaded: LoadedSuite, path: Path, name: str | None = None,
                  argv: list[str] | None = None) -> ImportedRun:
     """An inspect log as a run of one model of ``loaded``'s suite, scored by the suite; writes nothing."""
-    from evalkit.runner import new_run_id, prepare
+    from evalkit.scoring.prepare import prepare
+    from evalkit.store.rows import new_run_id
 
     log = read_log(path)
     name = name or _default_name(log.eval.model)

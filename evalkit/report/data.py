@@ -45,10 +45,10 @@ def _pick_sides(config: dict[str, Any], models: list[str], baseline: str | None,
 def collect(store: Store, run_id: str, baseline: str | None = None, candidate: str | None = None,
             volume_per_day: int = 100_000, resamples: int = 2000) -> dict[str, Any]:
     """The report's context: run, provenance, scorecards, charts, verdict, regressions, gallery."""
-    from evalkit.gates import evaluate
-    from evalkit.paired import Side, pair
-    from evalkit.retention import retention_pair_from_config
-    from evalkit.suite import GateRule
+    from evalkit.analysis.gates import evaluate
+    from evalkit.analysis.paired import Side, pair
+    from evalkit.analysis.retention import retention_pair_from_config
+    from evalkit.config.suite import GateRule
 
     run = store.get_run(run_id)
     config = json.loads(run["config"]) if run.get("config") else {}

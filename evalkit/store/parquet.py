@@ -71,8 +71,8 @@ def import_runs(store: Store, folders: list[str | Path], run_id: str | None = No
 
     Returns the id of the run that was written. Nothing is written when a check fails.
     """
-    from evalkit.metrics import compute_run_metrics
-    from evalkit.runner import new_run_id
+    from evalkit.analysis.metrics import compute_run_metrics
+    from evalkit.store.rows import new_run_id
 
     paths = [Path(f) for f in folders]
     if not paths:

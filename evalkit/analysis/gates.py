@@ -1,0 +1,208 @@
+"""Gates: the suite's rules a candidate must meet against a baseline, and their verdicts.
+
+Rule semantics (``gates.rules`` in the suite; each metric's direction comes from the metric registry,
+never from the rule):
+
+- ``max_drop: d`` (higher-is-better metrics): the change candidate − baseline may not go below −d.
+  ``significance: ci`` (default) **fails** only when the whole confidence interval of the change lies
+  below −d — noise does not fail a pull request — and **warns** when only the point estimate does;
+  ``significance: point`` fails on the point estimate.
+- ``max_rise: r`` (lower-is-better metrics): the mirror image — fails when the CI lies above +r.
+- ``min`` / ``max``: bounds on the candidate's own value over all its rows (the CI is shown).
+- Relative rules need a metric that is compared pairwise (``evalkit.analysis.paired.PAIRED_METRICS``); counts
+  such as ``n_errors`` take ``min`` / ``max`` (or use the matching rate, ``error_rate``).
+- ``retention: TASK/METRIC`` rules bound an lm-eval capability metric instead (``evalkit.analysis.retention``):
+  the suite's retention candidate against its retention baseline, on the documents both answered,
+  from the gated run's ``retention`` results; the direction comes from lm-eval's task definition.
+- A gate whose metric has no value for these runs (e.g. ``brier`` without confidences) is an **error**
+  and fails: a gate that cannot be checked never passes silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from evalkit.analysis.metrics import METRICS
+from evalkit.analysis.paired import PAIRED_METRICS, Delta, Pairing, mcnemar_tests, paired_deltas, regressions, slice_table
+from evalkit.analysis.retention import compare_retention, parse_ref
+from evalkit.config.suite import GateRule
+from evalkit.errors import ConfigError
+from evalkit.store.db import Store
+
+GATE_FORMAT = "evalkit.gate/1"
+MAX_LISTED_REGRESSIONS = 200
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One rule's outcome: verdict is pass, warn, fail or error."""
+
+    metric: str
+    rule: str
+    significance: str
+    baseline: float | None
+    candidate: float | None
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    verdict: str
+    reason: str
+
+
+def describe_rule(rule: GateRule) -> str:
+    parts = []
+    if rule.max_drop is not None:
+        parts.append(f"drop ≤ {rule.max_drop:g}")
+    if rule.max_rise is not None:
+        parts.append(f"rise ≤ {rule.max_rise:g}")
+    if rule.min is not None:
+        parts.append(f"≥ {rule.min:g}")
+    if rule.max is not None:
+        parts.append(f"≤ {rule.max:g}")
+    return ", ".join(parts)
+
+
+def rule_name(rule: GateRule) -> str:
+    """What the gate table calls a rule's metric: the metric, or ``retention:TASK/METRIC``."""
+    return rule.metric if rule.metric is not None else f"retention:{rule.retention}"
+
+
+def check_rules(rules: list[GateRule], suite_file: str | None = None) -> None:
+    """Reject rules on unknown metrics or with a bound in the wrong direction, naming the rule."""
+    for i, rule in enumerate(rules):
+        if rule.retention is not None:
+            try:
+                parse_ref(rule.retention)
+            except ValueError as exc:
+                raise ConfigError(str(exc), file=suite_file, key=f"gates.rules.{i}.retention") from None
+            continue
+        assert rule.metric is not None
+        key = f"gates.rules.{i}.metric"
+        info = METRICS.get(rule.metric)
+        if info is None:
+            close = difflib.get_close_matches(rule.metric, list(METRICS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown metric '{rule.metric}'{hint}", file=suite_file, key=key)
+        if rule.max_drop is not None and info.higher_is_better is not True:
+            raise ConfigError(f"max_drop needs a higher-is-better metric; '{rule.metric}' is not (use max_rise "
+                              "or max)", file=suite_file, key=key)
+        if rule.max_rise is not None and info.higher_is_better is not False:
+            raise ConfigError(f"max_rise needs a lower-is-better metric; '{rule.metric}' is not (use max_drop "
+                              "or min)", file=suite_file, key=key)
+        if (rule.max_drop is not None or rule.max_rise is not None) and rule.metric not in PAIRED_METRICS:
+            raise ConfigError(f"'{rule.metric}' has no paired comparison, so max_drop/max_rise cannot apply; bound "
+                              f"the candidate's value with min/max, or use one of {sorted(PAIRED_METRICS)}",
+                              file=suite_file, key=key)
+
+
+def _relative(rule: GateRule, d: Delta | None) -> GateResult:
+    base = dict(metric=rule_name(rule), rule=describe_rule(rule), significance=rule.significance)
+    if d is None or d.delta is None:
+        return GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
+                          verdict="error", reason="no paired value for this metric on these runs")
+    values = dict(baseline=d.baseline, candidate=d.candidate, delta=d.delta, ci_low=d.ci_low, ci_high=d.ci_high)
+    if rule.max_drop is not None:
+        limit, point_bad = -rule.max_drop, d.delta < -rule.max_drop
+        ci_bad = d.ci_high is not None and d.ci_high < -rule.max_drop
+        what = f"change {d.delta:+.4g}, allowed down to {-rule.max_drop:+g}"
+    else:
+        assert rule.max_rise is not None
+        limit, point_bad = rule.max_rise, d.delta > rule.max_rise
+        ci_bad = d.ci_low is not None and d.ci_low > rule.max_rise
+        what = f"change {d.delta:+.4g}, allowed up to {rule.max_rise:+g}"
+    if rule.significance == "point":
+        verdict = "fail" if point_bad else "pass"
+        reason = f"{what} (point estimate)"
+    elif d.ci_low is None:  # too few pairs for an interval: fall back to the point estimate, and say so
+        verdict = "fail" if point_bad else "pass"
+        reason = f"{what} (no CI: too few pairs, judged on the point estimate)"
+    elif ci_bad:
+        verdict, reason = "fail", f"{what}; the whole CI is beyond {limit:+g}"
+    elif point_bad:
+        verdict, reason = "warn", f"{what}, but the CI reaches within the margin (not significant)"
+    else:
+        verdict, reason = "pass", what
+    return GateResult(**base, **values, verdict=verdict, reason=reason)
+
+
+def _absolute(rule: GateRule, value: dict[str, Any] | None, d: Delta | None) -> GateResult:
+    base = dict(metric=rule_name(rule), rule=describe_rule(rule), significance="point")
+    if value is None or value.get("value") is None:
+        return GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
+                          verdict="error", reason="the candidate has no value for this metric")
+    v = float(value["value"])
+    bad = (rule.min is not None and v < rule.min) or (rule.max is not None and v > rule.max)
+    return GateResult(**base, baseline=d.baseline if d else None, candidate=v, delta=d.delta if d else None,
+                      ci_low=value.get("ci_low"), ci_high=value.get("ci_high"), verdict="fail" if bad else "pass",
+                      reason=f"candidate {v:.4g} {'outside' if bad else 'within'} {describe_rule(rule)}")
+
+
+def _retention(store: Store, pairing: Pairing, rule: GateRule, pair: tuple[str, str] | None, seed: int,
+               resamples: int) -> list[GateResult]:
+    """A retention rule: the retention candidate against its baseline, on the gated run's lm-eval results."""
+    assert rule.retention is not None
+    base = dict(metric=rule_name(rule), rule=describe_rule(rule), significance=rule.significance)
+    if pair is None:
+        return [GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
+                           verdict="error", reason="the suite has no 'retention' section")]
+    run_id = pairing.candidate.run_id
+    found = compare_retention(store, run_id, pair[0], pair[1], rule.retention, seed, resamples, rule.confidence)
+    if found.delta is None:
+        return [GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
+                           verdict="error", reason=str(found.reason))]
+    d, out = found.delta, []
+    wrong_way = ((rule.max_drop is not None and found.higher_is_better is False)
+                 or (rule.max_rise is not None and found.higher_is_better is True))
+    if wrong_way:
+        out.append(GateResult(**base, baseline=d.baseline, candidate=d.candidate, delta=d.delta, ci_low=d.ci_low,
+                              ci_high=d.ci_high, verdict="error", reason="lm-eval says this metric is "
+                              f"{'higher' if found.higher_is_better else 'lower'}-is-better: use "
+                              f"{'max_drop' if found.higher_is_better else 'max_rise'}"))
+    elif rule.max_drop is not None or rule.max_rise is not None:
+        result = _relative(rule, d)
+        out.append(replace(result, reason=f"{pair[1]} vs {pair[0]}: {result.reason}"))
+    if rule.min is not None or rule.max is not None:
+        result = _absolute(rule, {"value": d.candidate, "ci_low": None, "ci_high": None}, d)
+        out.append(replace(result, reason=f"{pair[1]}: {result.reason}"))
+    return out
+
+
+def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 0,
+             resamples: int = 2000, retention: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Every rule's verdict plus the evidence: deltas, McNemar tests, regressions, slices.
+
+    ``retention`` is the (baseline, candidate) pair of the suite's retention check; retention rules
+    read their lm-eval results from the candidate side's run."""
+    check_rules(rules)
+    by_confidence: dict[float, dict[str, Delta]] = {}
+    for level in sorted({r.confidence for r in rules} | {0.95}):
+        by_confidence[level] = paired_deltas(pairing, seed, resamples, level)
+    candidate_metrics = {m["metric"]: m for m in store.metrics(pairing.candidate.run_id)
+                         if m["model"] == pairing.candidate.model}
+    results = []
+    for rule in rules:
+        if rule.retention is not None:
+            results += _retention(store, pairing, rule, retention, seed, resamples)
+            continue
+        d = by_confidence[rule.confidence].get(rule.metric)
+        if rule.max_drop is not None or rule.max_rise is not None:
+            results.append(_relative(rule, d))
+        if rule.min is not None or rule.max is not None:
+            results.append(_absolute(rule, candidate_metrics.get(rule.metric), d))
+    failed = [r for r in results if r.verdict in ("fail", "error")]
+    regressed = regressions(pairing)
+    return {
+        "format": GATE_FORMAT, "verdict": "fail" if failed else "pass",
+        "baseline": str(pairing.baseline), "candidate": str(pairing.candidate),
+        "n_pairs": int(len(pairing.rows)), "only_baseline": pairing.only_baseline,
+        "only_candidate": pairing.only_candidate, "unpaired_repeats": pairing.unpaired_repeats,
+        "gates": [asdict(r) for r in results],
+        "deltas": {k: asdict(v) for k, v in by_confidence[0.95].items()},
+        "mcnemar": {k: asdict(v) for k, v in mcnemar_tests(pairing).items()},
+        "n_regressions": len(regressed), "regressions": regressed[:MAX_LISTED_REGRESSIONS],
+        "slices": slice_table(pairing),
+    }
+
+

@@ -1,0 +1,191 @@
+"""Aggregate metrics per model, computed from stored result rows (never from in-memory state).
+
+Every point estimate here equals a documented SQL query over the ``results`` table (README, "Metric
+definitions"; ``tests/test_metrics_sql.py`` checks each one). Means carry a 95% percentile-bootstrap
+confidence interval, resampling samples with a seeded generator, vectorised in chunks.
+
+The metric names and directions are a public contract (``evalkit show --json``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalkit.analysis.bootstrap import (
+    ECE_BINS,
+    bootstrap,
+    calibration_resamples,
+    ece,
+    percentile_interval,
+    row_mean,
+    row_tail,
+    seeded_rng,
+)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric means and which way is better (None: neither, e.g. a count)."""
+
+    name: str
+    higher_is_better: bool | None
+    description: str
+
+
+_INFO = [
+    MetricInfo("n", None, "result rows (samples × repeats)"),
+    MetricInfo("n_errors", False, "rows whose model call failed after retries"),
+    MetricInfo("accuracy", True, "share of rows judged correct; errors count as incorrect"),
+    MetricInfo("accuracy_answered", True, "share correct among rows whose call succeeded"),
+    MetricInfo("quality_mean", True, "mean quality score in [0, 1]; errors count as 0"),
+    MetricInfo("schema_valid_rate", True, "share of rows whose answer is schema-valid (label: a known label)"),
+    MetricInfo("feasible_rate", True, "share of rows whose answer passes every feasibility check"),
+    MetricInfo("valid_but_infeasible_rate", False, "share schema-valid yet infeasible: looks right, isn't"),
+    MetricInfo("brier", False, "mean (confidence − correct)² over rows with a confidence"),
+    MetricInfo("ece", False, f"expected calibration error, {ECE_BINS} equal-width bins"),
+    MetricInfo("confidence_coverage", True, "share of rows that have a confidence"),
+    MetricInfo("tail5", True, "mean quality of the worst ⌈5%·n⌉ rows"),
+    MetricInfo("latency_ms_p50", False, "median wall latency of successful calls (ms)"),
+    MetricInfo("latency_ms_p90", False, "90th percentile latency (ms)"),
+    MetricInfo("latency_ms_p95", False, "95th percentile latency (ms)"),
+    MetricInfo("latency_ms_p99", False, "99th percentile latency (ms)"),
+    MetricInfo("ttft_ms_p50", False, "median time to first token of streamed calls (ms)"),
+    MetricInfo("ttft_ms_p95", False, "95th percentile time to first token (ms)"),
+    MetricInfo("error_rate", False, "share of rows whose call failed after retries"),
+    MetricInfo("prompt_tokens", None, "prompt tokens, summed"),
+    MetricInfo("completion_tokens", None, "completion tokens, summed"),
+    MetricInfo("prompt_tokens_mean", None, "prompt tokens per successful call"),
+    MetricInfo("completion_tokens_mean", None, "completion tokens per successful call"),
+    MetricInfo("cost_usd", False, "total cost of the rows that have one (USD)"),
+    MetricInfo("cost_per_1k", False, "cost per 1,000 rows (USD), mean over priced rows × 1000"),
+    MetricInfo("n_score_errors", False, "rows where a custom scorer or check raised"),
+]
+METRICS: dict[str, MetricInfo] = {m.name: m for m in _INFO}
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+
+
+def _bool(series: pd.Series) -> np.ndarray:
+    """A nullable boolean column as float (1/0) with NULL → NaN."""
+    return series.astype("float64").to_numpy(na_value=np.nan)
+
+
+def _mean_metric(x: np.ndarray, resamples: int, rng: np.random.Generator,
+                 stat: Callable[[np.ndarray], np.ndarray] = row_mean) -> MetricValue:
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return MetricValue(None, n=0)
+    point = float(stat(x[None, :])[0])
+    low, high = bootstrap(x, stat, resamples, rng)
+    return MetricValue(point, low, high, len(x))
+
+
+def _calibration_metrics(conf: np.ndarray, corr: np.ndarray, resamples: int,
+                         rng: np.random.Generator) -> tuple[MetricValue, MetricValue]:
+    """Brier and ECE with CIs, from the same resamples (both are over the rows with a confidence)."""
+    n = len(conf)
+    squared = (conf - corr) ** 2
+    brier_ci: tuple[float | None, float | None] = (None, None)
+    ece_ci: tuple[float | None, float | None] = (None, None)
+    if resamples > 0 and n >= 2:
+        brier_out, ece_out = calibration_resamples(conf, corr, resamples, rng)
+        brier_ci, ece_ci = percentile_interval(brier_out), percentile_interval(ece_out)
+    return (MetricValue(float(squared.mean()), *brier_ci, n),
+            MetricValue(ece(conf, corr), *ece_ci, n))
+
+
+def _percentile(x: np.ndarray, q: float) -> MetricValue:
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return MetricValue(None, n=0)
+    return MetricValue(float(np.percentile(x, q)), n=len(x))
+
+
+def model_metrics(frame: pd.DataFrame, model: str, seed: int = 0, resamples: int = 1000) -> dict[str, MetricValue]:
+    """All metrics of one model from its result rows."""
+    rng = seeded_rng(seed, model)
+    n = len(frame)
+    ok = (frame["status"] == "ok").to_numpy()
+    correct = _bool(frame["correct"])
+    quality = frame["quality"].to_numpy(dtype="float64")
+    schema_valid = _bool(frame["schema_valid"])
+    feasible = _bool(frame["feasible"])
+    confidence = frame["confidence"].to_numpy(dtype="float64", na_value=np.nan)
+    latency = frame["latency_ms"].to_numpy(dtype="float64", na_value=np.nan)[ok]
+    ttft = frame["ttft_ms"].to_numpy(dtype="float64", na_value=np.nan)[ok]
+    out: dict[str, MetricValue] = {
+        "n": MetricValue(float(n), n=n),
+        "n_errors": MetricValue(float((~ok).sum()), n=n),
+        "accuracy": _mean_metric(correct, resamples, rng),
+        "accuracy_answered": _mean_metric(correct[ok], resamples, rng),
+        "quality_mean": _mean_metric(quality, resamples, rng),
+        "error_rate": _mean_metric((~ok).astype("float64"), resamples, rng),
+        "tail5": _mean_metric(quality, resamples, rng, row_tail),
+    }
+    # A rate over all rows, when the suite defines the property at all (NULL for every row: not defined).
+    defined = not np.all(np.isnan(schema_valid))
+    out["schema_valid_rate"] = (_mean_metric(np.nan_to_num(schema_valid, nan=0.0), resamples, rng)
+                                if defined else MetricValue(None))
+    if not np.all(np.isnan(feasible)):
+        out["feasible_rate"] = _mean_metric(np.nan_to_num(feasible, nan=0.0), resamples, rng)
+        vbi = ((schema_valid == 1.0) & (feasible == 0.0)).astype("float64")
+        out["valid_but_infeasible_rate"] = _mean_metric(vbi, resamples, rng)
+    else:
+        out["feasible_rate"] = MetricValue(None)
+        out["valid_but_infeasible_rate"] = MetricValue(None)
+    has_conf = ~np.isnan(confidence)
+    out["confidence_coverage"] = MetricValue(float(has_conf.mean()) if n else None, n=n)
+    if has_conf.any():
+        conf, corr = confidence[has_conf], correct[has_conf]
+        out["brier"], out["ece"] = _calibration_metrics(conf, corr, resamples, rng)
+    else:
+        out["brier"] = MetricValue(None)
+        out["ece"] = MetricValue(None)
+    for q in (50, 90, 95, 99):
+        out[f"latency_ms_p{q}"] = _percentile(latency, q)
+    for q in (50, 95):
+        out[f"ttft_ms_p{q}"] = _percentile(ttft, q)
+    prompt = frame["prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)
+    completion = frame["completion_tokens"].to_numpy(dtype="float64", na_value=np.nan)
+    for name, col in (("prompt_tokens", prompt), ("completion_tokens", completion)):
+        have = ~np.isnan(col)
+        out[name] = MetricValue(float(col[have].sum()) if have.any() else None, n=int(have.sum()))
+        out[f"{name}_mean"] = MetricValue(float(col[have].mean()) if have.any() else None, n=int(have.sum()))
+    cost = frame["cost_usd"].to_numpy(dtype="float64", na_value=np.nan)
+    priced = ~np.isnan(cost)
+    if priced.any():
+        out["cost_usd"] = MetricValue(float(cost[priced].sum()), n=int(priced.sum()))
+        per = _mean_metric(cost * 1000.0, resamples, rng)
+        out["cost_per_1k"] = per
+    else:
+        out["cost_usd"] = MetricValue(None)
+        out["cost_per_1k"] = MetricValue(None)
+    out["n_score_errors"] = MetricValue(float(frame["score_error"].notna().sum()), n=n)
+    return out
+
+
+METRIC_COLUMNS = ("model, status, correct, quality, schema_valid, feasible, confidence, latency_ms, "
+                  "ttft_ms, prompt_tokens, completion_tokens, cost_usd, score_error")
+
+
+def compute_run_metrics(store: Any, run_id: str, seed: int = 0, resamples: int = 1000) -> list[dict[str, Any]]:
+    """Compute every model's metrics from the stored rows and replace the run's metric rows."""
+    frame = store.results_frame(run_id, METRIC_COLUMNS)
+    rows: list[dict[str, Any]] = []
+    for model, group in frame.groupby("model", sort=True):
+        for name, mv in model_metrics(group, str(model), seed, resamples).items():
+            rows.append({"run_id": run_id, "model": str(model), "metric": name, "value": mv.value,
+                         "ci_low": mv.ci_low, "ci_high": mv.ci_high, "n": mv.n})
+    store.replace_metrics(run_id, rows)
+    return rows

@@ -1,0 +1,115 @@
+"""``evalkit compare`` and ``evalkit gate``: paired evidence, and the verdict CI acts on."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from evalkit.cli.options import db_option, default_db
+from evalkit.errors import ConfigError, RunNotFoundError
+from evalkit.report.ci import render_compare
+
+EXIT_REGRESSION = 1
+
+
+@click.command()
+@click.argument("run_id", default="latest")
+@click.option("--baseline", required=True, help="MODEL of RUN_ID, or RUN:MODEL of another run.")
+@click.option("--candidate", required=True, help="MODEL of RUN_ID, or RUN:MODEL of another run.")
+@db_option()
+@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=0))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (format evalkit.compare/1).")
+def compare(run_id: str, baseline: str, candidate: str, db: str | None, seed: int, resamples: int,
+            as_json: bool) -> None:
+    """Paired comparison of two models of a run, or of one model across two runs."""
+    from evalkit.analysis.paired import mcnemar_tests, pair, paired_deltas, parse_side, regressions, slice_table
+    from evalkit.store import Store
+
+    with Store(db or default_db(), read_only=True) as store:
+        run = None if run_id == "latest" and ":" in baseline and ":" in candidate else store.resolve_run_id(run_id)
+        pairing = pair(store, parse_side(baseline, run, store), parse_side(candidate, run, store))
+        report = {"format": "evalkit.compare/1", "baseline": str(pairing.baseline),
+                  "candidate": str(pairing.candidate), "n_pairs": len(pairing.rows),
+                  "only_baseline": pairing.only_baseline, "only_candidate": pairing.only_candidate,
+                  "unpaired_repeats": pairing.unpaired_repeats,
+                  "deltas": {k: asdict(v) for k, v in paired_deltas(pairing, seed, resamples).items()},
+                  "mcnemar": {k: asdict(v) for k, v in mcnemar_tests(pairing).items()},
+                  "regressions": regressions(pairing), "slices": slice_table(pairing)}
+        report["n_regressions"] = len(report["regressions"])
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(render_compare(report))
+
+
+def _latest_complete_run(store, suite_name: str) -> str:
+    row = store.one("SELECT run_id FROM runs WHERE suite_name = ? AND status = 'complete' "
+                    "ORDER BY created_at DESC LIMIT 1", [suite_name])
+    if row is None:
+        raise RunNotFoundError(f"no complete run of suite '{suite_name}' in {store.path}; run it first "
+                               "(or use --run-first)")
+    return str(row[0])
+
+
+@click.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--run", "run_ref", help="Run to gate (default: the latest complete run of this suite).")
+@click.option("--baseline", help="MODEL or RUN:MODEL (default: the suite's gates.baseline).")
+@click.option("--candidate", help="MODEL or RUN:MODEL (default: the suite's gates.candidate).")
+@click.option("--run-first", is_flag=True, help="Run the suite first, then gate that run (what CI does).")
+@db_option(next_to_suite=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (format evalkit.gate/1).")
+@click.option("--markdown", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown summary here "
+              "(e.g. \"$GITHUB_STEP_SUMMARY\"; appended to).")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False), help="Write JUnit XML here (one case per gate).")
+@click.option("--seed", type=int, help="Bootstrap seed (default: the suite's run.seed).")
+@click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=0))
+def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str | None, run_first: bool,
+         db: str | None, as_json: bool, markdown: str | None, junit: str | None, seed: int | None,
+         resamples: int) -> None:
+    """Check the suite's gates: exit 0 pass, 1 regression, 2 bad input."""
+    from evalkit.analysis.gates import check_rules, evaluate
+    from evalkit.analysis.paired import pair, parse_side
+    from evalkit.config.loader import load_suite
+    from evalkit.engine.progress import default_progress
+    from evalkit.report.ci import render_junit, render_markdown, render_text
+    from evalkit.store import Store
+
+    loaded = load_suite(suite)
+    spec = loaded.suite.gates
+    if not spec.rules:
+        raise ConfigError("the suite declares no gates.rules", file=str(loaded.path), key="gates")
+    check_rules(spec.rules, str(loaded.path))
+    baseline = baseline or spec.baseline
+    candidate = candidate or spec.candidate
+    if not baseline or not candidate:
+        raise ConfigError("name the models to compare: gates.baseline and gates.candidate in the suite, or "
+                          "--baseline/--candidate", file=str(loaded.path), key="gates")
+    db_path = db or default_db(suite)
+    if run_first:
+        from evalkit.engine.runner import run_suite
+
+        models = sorted({s.rpartition(":")[2] for s in (baseline, candidate) if ":" not in s} or set())
+        summary = run_suite(loaded, db_path, models or None, progress=default_progress(as_json), argv=sys.argv)
+        run_ref = summary.run_id
+    with Store(db_path, read_only=True) as store:
+        run_id = store.resolve_run_id(run_ref) if run_ref else _latest_complete_run(store, loaded.suite.name)
+        pairing = pair(store, parse_side(baseline, run_id, store), parse_side(candidate, run_id, store))
+        report = evaluate(store, pairing, spec.rules, loaded.suite.run.seed if seed is None else seed, resamples,
+                          loaded.suite.retention_pair())
+    if markdown:
+        with Path(markdown).open("a", encoding="utf-8") as fh:
+            fh.write(render_markdown(report))
+    if junit:
+        Path(junit).write_text(render_junit(report, loaded.suite.name), encoding="utf-8")
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else render_text(report))
+    if report["verdict"] != "pass":
+        sys.exit(EXIT_REGRESSION)
+
+
+COMMANDS = [compare, gate]

@@ -1,0 +1,117 @@
+"""``evalkit run``, ``show``, ``runs``, ``validate`` and ``schema``: running a suite and reading what it stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from evalkit.cli.options import db_option, default_db
+
+EXIT_INCOMPLETE = 4
+
+
+@click.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--model", "models", multiple=True, help="Run only this model (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N samples.")
+@db_option(next_to_suite=True)
+@click.option("--no-cache", is_flag=True, help="Call the models even when a stored answer exists.")
+@click.option("--resume", "resume", metavar="RUN_ID", help="Finish an interrupted run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's metrics as JSON (show --json).")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--shard", "shard", metavar="I/N", help="Run only part I of N of the samples (stable hash of the "
+              "sample id); merge the parts with 'evalkit import parquet'.")
+def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, no_cache: bool,
+        resume: str | None, as_json: bool, quiet: bool, shard: str | None) -> None:
+    """Run every model of SUITE over its dataset, score each sample and store everything."""
+    from evalkit.analysis.summary import render_table, run_payload
+    from evalkit.config.loader import load_suite
+    from evalkit.config.shards import parse_shard
+    from evalkit.engine.progress import default_progress
+    from evalkit.engine.runner import run_suite
+    from evalkit.store import Store
+
+    loaded = load_suite(suite)
+    db_path = db or default_db(suite)
+    summary = run_suite(loaded, db_path, list(models) or None, limit, not no_cache, resume,
+                        default_progress(quiet or as_json), sys.argv, parse_shard(shard) if shard else None)
+    with Store(db_path, read_only=True) as store:
+        payload = run_payload(store, summary.run_id)
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(render_table(payload))
+        click.echo(f"run {summary.run_id} stored in {db_path}; details: evalkit show {summary.run_id} --db {db_path}")
+    for outcome in summary.outcomes:
+        if outcome.status != "complete":
+            click.echo(f"error: model '{outcome.model}' {outcome.status}: {outcome.error}", err=True)
+    if summary.status != "complete":
+        sys.exit(EXIT_INCOMPLETE)
+
+
+@click.command()
+@click.argument("run_id", default="latest")
+@db_option()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (format evalkit.show/1).")
+def show(run_id: str, db: str | None, as_json: bool) -> None:
+    """Show the metrics of RUN_ID (an id, a unique prefix, or 'latest')."""
+    from evalkit.analysis.summary import render_table, run_payload
+    from evalkit.store import Store
+
+    with Store(db or default_db(), read_only=True) as store:
+        payload = run_payload(store, store.resolve_run_id(run_id))
+    click.echo(json.dumps(payload, indent=2) if as_json else render_table(payload))
+
+
+@click.command()
+@db_option()
+@click.option("--limit", default=50, type=click.IntRange(min=1), help="How many runs to list.")
+@click.option("--json", "as_json", is_flag=True)
+def runs(db: str | None, limit: int, as_json: bool) -> None:
+    """List the runs in the store, newest first."""
+    from evalkit.store import Store
+
+    with Store(db or default_db(), read_only=True) as store:
+        rows = store.list_runs(limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no runs yet")
+    for r in rows:
+        click.echo(f"{r['run_id']}  {r['created_at']:%Y-%m-%d %H:%M}  {r['status']:<11} {r['suite_name']}  "
+                   f"n={r['n_samples']}  models: {r['models'] or '-'}")
+
+
+@click.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--limit", type=click.IntRange(min=1), help="Check only the first N samples.")
+def validate(suite: str, limit: int | None) -> None:
+    """Check SUITE without calling any model: schema, dataset, every prompt rendered, scorers."""
+    from evalkit.config.loader import load_suite
+    from evalkit.scoring.prepare import prepare
+
+    loaded = load_suite(suite)
+    prepared = prepare(loaded, None, limit)
+    click.echo(f"ok: suite '{loaded.suite.name}' v{loaded.suite.version}: {len(prepared.rendered)} samples "
+               f"rendered from {prepared.dataset.path.name} (sha256 {prepared.dataset.sha256[:12]}), "
+               f"models: {', '.join(prepared.models)}")
+    for name, spec in loaded.suite.models.items():
+        env = spec.api_key_env
+        if env and not os.environ.get(env):
+            click.echo(f"warning: models.{name}.api_key_env: ${env} is not set; 'evalkit run' will stop",
+                       err=True)
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of the suite format (for editors)."""
+    from evalkit.config.loader import dump_schema
+
+    click.echo(dump_schema())
+
+
+COMMANDS = [run, show, runs, validate, schema]

@@ -1,1 +1,0 @@
-"""CLI commands kept in their own modules; each module lists its click commands in ``COMMANDS``."""

@@ -1,0 +1,387 @@
+"""Run a suite: every model over the same rendered samples, scored and stored as they finish.
+
+Everything that can be wrong with the suite, the data or the templates fails in :func:`prepare`,
+before any model is called. Models run concurrently, each with its own bounded pool of workers.
+Finished rows go to the store in batches (by count or every second), so a crash loses at most the
+rows of the last second; ``--resume`` then redoes only what is missing, and the cache (same model
+identity, same messages, same parameters) answers from stored responses without calling the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalkit.analysis.metrics import compute_run_metrics
+from evalkit.backends import Backend
+from evalkit.backends import create_backends, live_endpoints, release_servers
+from evalkit.config.prompts import RenderedSample
+from evalkit.config.provenance import adapter_identity, redact
+from evalkit.config.shards import Shard
+from evalkit.config.suite import BASE_SUFFIX, LoadedSuite, VLLMModel
+from evalkit.engine.pricing import call_cost, describe, measured_gpu_cost_per_row
+from evalkit.engine.progress import NullProgress, Progress
+from evalkit.errors import BackendError, ConfigError, EvalkitError, InterruptedRunError, ModelAbortedError
+from evalkit.interop.lm_eval import plan_retention, run_retention
+from evalkit.records import ChatRequest, Completion
+from evalkit.scoring.pipeline import Score
+from evalkit.scoring.prepare import Prepared, prepare
+from evalkit.store.db import Store, now, to_json
+from evalkit.store.rows import _run_row, new_run_id, stored_sample_ids
+
+FLUSH_ROWS = 256
+FLUSH_SECONDS = 1.0
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
+RETRY_AFTER_MAX_S = 120.0
+
+
+def cache_key(identity: dict[str, Any], request: ChatRequest, repeat: int) -> str:
+    """Same model identity, messages, parameters and repeat index → same stored answer."""
+    blob = json.dumps({"model": identity, "messages": request.messages, "params": request.params,
+                       "logprobs": request.logprobs, "top_logprobs": request.top_logprobs,
+                       "stream": request.stream, "repeat": repeat}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class ModelOutcome:
+    model: str
+    status: str = "complete"
+    error: str | None = None
+    calls: int = 0
+    rows: int = 0
+    wall_s: float = 0.0
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    db_path: str
+    status: str
+    outcomes: list[ModelOutcome] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ResultWriter:
+    """Buffers finished rows and writes them to DuckDB in batches."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.buffer: list[dict[str, Any]] = []
+        self.written = 0
+        self._last = time.monotonic()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.buffer.append(row)
+        if len(self.buffer) >= FLUSH_ROWS or time.monotonic() - self._last >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            rows, self.buffer = self.buffer, []
+            self.written += self.store.insert_results(rows)
+        self._last = time.monotonic()
+
+    async def flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            if time.monotonic() - self._last >= FLUSH_SECONDS:
+                self.flush()
+
+
+class SuiteRun:
+    """One invocation of a run (new or resumed) over prepared samples."""
+
+    def __init__(self, prepared: Prepared, store: Store, run_id: str, use_cache: bool,
+                 progress: Progress) -> None:
+        self.p = prepared
+        self.suite = prepared.loaded.suite
+        self.store = store
+        self.run_id = run_id
+        self.use_cache = use_cache and self.suite.run.cache
+        self.progress = progress
+        self.writer = ResultWriter(store)
+
+    def request_for(self, rendered: RenderedSample, model: str) -> ChatRequest:
+        spec = self.suite.models[model]
+        return ChatRequest(messages=rendered.messages, params=dict(spec.params),
+                           logprobs=self.suite.confidence.source == "logprobs",
+                           top_logprobs=self.suite.confidence.top_logprobs
+                           if self.suite.confidence.source == "logprobs" else 0,
+                           stream=spec.stream, timeout_s=self.suite.run.timeout_s)
+
+    async def call_with_retries(self, backend: Backend, request: ChatRequest) -> tuple[Completion, int]:
+        """The answer and the number of attempts it took; BackendError after the last attempt."""
+        attempts = self.suite.run.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await backend.complete(request), attempt
+            except BackendError as exc:
+                exc.attempts = attempt  # type: ignore[attr-defined]
+                if not exc.retryable or attempt == attempts:
+                    raise
+                if exc.retry_after is not None:
+                    delay = min(exc.retry_after, RETRY_AFTER_MAX_S)
+                else:
+                    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * (0.5 + random.random())
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _row(self, model: str, rendered: RenderedSample, repeat: int, key: str, score: Score,
+             completion: Completion | None, error: BackendError | None, attempts: int,
+             cache_hit: bool, cost: float | None, request: ChatRequest) -> dict[str, Any]:
+        sent = completion.sent_params if completion else {
+            **request.params, **({"logprobs": True, "top_logprobs": request.top_logprobs}
+                                 if request.logprobs else {}), **({"stream": True} if request.stream else {})}
+        return {
+            "run_id": self.run_id, "model": model, "sample_id": rendered.sample.id, "repeat": repeat,
+            "status": "error" if error else "ok",
+            "output": completion.text if completion else None,
+            "parsed": to_json(score.parsed), "parse_error": score.parse_error,
+            "schema_valid": score.schema_valid, "schema_errors": to_json(score.schema_errors or None),
+            "feasible": score.feasible, "violations": to_json(score.violations if score.feasible is not None else None),
+            "quality": score.quality, "correct": score.correct, "confidence": score.confidence,
+            "score_error": score.score_error,
+            "latency_ms": completion.latency_ms if completion else None,
+            "ttft_ms": completion.ttft_ms if completion else None,
+            "prompt_tokens": completion.prompt_tokens if completion else None,
+            "completion_tokens": completion.completion_tokens if completion else None,
+            "cost_usd": cost, "finish_reason": completion.finish_reason if completion else None,
+            "resolved_model": completion.resolved_model if completion else None,
+            "request_params": to_json(redact(sent)),
+            "logprobs": to_json(completion.logprobs) if completion else None,
+            "error": str(error) if error else None, "error_kind": error.kind if error else None,
+            "attempts": attempts, "cache_hit": cache_hit, "cache_key": key, "created_at": now(),
+        }
+
+    async def run_model(self, model: str, backend: Backend, todo: list[tuple[RenderedSample, int]]) -> ModelOutcome:
+        spec = self.suite.models[model]
+        outcome = ModelOutcome(model)
+        identity = backend.identity()
+        requests = [(r, rep, self.request_for(r, model)) for r, rep in todo]
+        keys = [cache_key(identity, req, rep) for r, rep, req in requests]
+        cached = self.store.cached_responses(keys) if self.use_cache else {}
+        self.progress.start(model, len(requests))
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(len(requests)):
+            queue.put_nowait(i)
+        state = {"successes": 0, "consecutive_failures": 0}
+        # An in-process engine batches: it wants the whole set in flight unless the suite caps it.
+        concurrency = spec.concurrency or getattr(backend, "default_concurrency", None) or self.suite.run.concurrency
+        abort_after = max(10, concurrency)
+        started = time.perf_counter()
+
+        async def work_one(i: int) -> None:
+            rendered, repeat, request = requests[i]
+            key = keys[i]
+            hit = cached.get(key)
+            error: BackendError | None = None
+            completion: Completion | None = None
+            attempts = 0
+            if hit is not None:
+                completion = Completion(text=hit["output"] or "", finish_reason=hit["finish_reason"],
+                                        prompt_tokens=hit["prompt_tokens"],
+                                        completion_tokens=hit["completion_tokens"],
+                                        latency_ms=hit["latency_ms"] or 0.0, ttft_ms=hit["ttft_ms"],
+                                        resolved_model=hit["resolved_model"],
+                                        logprobs=json.loads(hit["logprobs"]) if hit["logprobs"] else None,
+                                        sent_params=json.loads(hit["request_params"]) if hit["request_params"] else {})
+                cost = hit["cost_usd"]
+            else:
+                try:
+                    completion, attempts = await self.call_with_retries(backend, request)
+                    state["successes"] += 1
+                    state["consecutive_failures"] = 0
+                except BackendError as exc:
+                    error, attempts = exc, getattr(exc, "attempts", 1)
+                    state["consecutive_failures"] += 1
+                outcome.calls += attempts
+                cost = call_cost(spec, completion) if completion else None
+            score = self.p.scorer.score(rendered, completion) if completion else self.p.scorer.error_score()
+            self.writer.add(self._row(model, rendered, repeat, key, score, completion, error, attempts,
+                                      hit is not None, cost, request))
+            outcome.rows += 1
+            self.progress.advance(model, score.correct, error is not None,
+                                  completion.latency_ms if completion else None, hit is not None)
+            if error is not None and state["successes"] == 0:
+                # A model that cannot be reached or refuses our credentials fails every call the same way:
+                # stop at once rather than burn the dataset on retries.
+                fatal = error.kind == "connect" or error.status in (401, 403, 404)
+                if fatal or state["consecutive_failures"] >= abort_after:
+                    raise ModelAbortedError(f"model '{model}' stopped after {state['consecutive_failures']} "
+                                            f"failed call(s) and no success: {error}")
+
+        async def worker() -> None:
+            while True:
+                try:
+                    i = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await work_one(i)
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, max(1, len(requests))))]
+        try:
+            await asyncio.gather(*workers)
+        except ModelAbortedError as exc:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            outcome.status, outcome.error = "aborted", str(exc)
+        finally:
+            outcome.wall_s = time.perf_counter() - started
+        return outcome
+
+    def _record_model(self, model: str, backend: Backend, status: str, outcome: ModelOutcome | None) -> None:
+        spec = self.suite.models[model]
+        previous = {m["model"]: m for m in self.store.run_models(self.run_id)}.get(model, {})
+        adapter = None
+        if isinstance(spec, VLLMModel) and spec.adapter_path:
+            adapter = adapter_identity(self.p.loaded.resolve(spec.adapter_path), spec.base_model)
+        row = {
+            "run_id": self.run_id, "model": model, "provider": spec.provider,
+            "model_ref": getattr(backend, "served_model", None) or getattr(spec, "model", None),
+            "identity": redact(backend.identity()),
+            "config": redact({**spec.model_dump(mode="json"), "cost_model": describe(spec),
+                              **({"engine": info} if (info := _engine_info(backend)) else {})}),
+            "adapter": adapter, "status": status,
+            "started_at": previous.get("started_at") or now(),
+            "finished_at": now() if status != "running" else None,
+            "wall_s": (previous.get("wall_s") or 0.0) + (outcome.wall_s if outcome else 0.0),
+            "n_calls": (previous.get("n_calls") or 0) + (outcome.calls if outcome else 0),
+            "error": outcome.error if outcome else None,
+        }
+        self.store.upsert_run_model(row)
+
+    def _fill_measured_cost(self, model: str) -> None:
+        spec = self.suite.models[model]
+        info = {m["model"]: m for m in self.store.run_models(self.run_id)}[model]
+        rows = self.store.one("SELECT count(*) FROM results WHERE run_id = ? AND model = ? AND "
+                              "NOT cache_hit", [self.run_id, model])[0]
+        per_row = measured_gpu_cost_per_row(spec, float(info["wall_s"] or 0.0), int(rows))
+        if per_row is not None:
+            self.store.sql("UPDATE results SET cost_usd = ? WHERE run_id = ? AND model = ? AND "
+                                   "cost_usd IS NULL", [per_row, self.run_id, model])
+
+    async def execute(self, backends: dict[str, Backend]) -> list[ModelOutcome]:
+        todo_by_model: dict[str, list[tuple[RenderedSample, int]]] = {}
+        for model in self.p.models:
+            # Rows that failed are tried again on resume; a successful row is never re-requested.
+            self.store.sql("DELETE FROM results WHERE run_id = ? AND model = ? AND status = 'error'",
+                           [self.run_id, model])
+            done = self.store.done_keys(self.run_id, model)
+            todo_by_model[model] = [(r, rep) for r in self.p.rendered for rep in range(self.suite.run.repeats)
+                                    if (r.sample.id, rep) not in done]
+            self._record_model(model, backends[model], "running", None)
+        flusher = asyncio.create_task(self.writer.flush_periodically())
+        try:
+            if self.suite.run.sequential_models:
+                outcomes = [await self.run_model(m, backends[m], todo_by_model[m]) for m in self.p.models]
+            else:
+                outcomes = await asyncio.gather(*(self.run_model(m, backends[m], todo_by_model[m])
+                                                  for m in self.p.models))
+        finally:
+            flusher.cancel()
+            self.writer.flush()
+        for outcome in outcomes:
+            self._record_model(outcome.model, backends[outcome.model], outcome.status, outcome)
+            if outcome.status == "complete":
+                self._fill_measured_cost(outcome.model)
+        return list(outcomes)
+
+
+def _engine_info(backend: Backend) -> dict[str, Any] | None:
+    """A self-started engine's PID, address, command and log (launch / in-process vLLM), else None."""
+    info = getattr(backend, "engine_info", None)
+    return info() if callable(info) else None
+
+
+def _check_resume(store: Store, prepared: Prepared, run_id: str) -> None:
+    run = store.get_run(run_id)
+    if run["suite_hash"] != prepared.loaded.content_hash():
+        raise ConfigError(f"the suite or a file it references changed since run {run_id} started; "
+                          "start a new run instead of resuming", file=str(prepared.loaded.path))
+    if run["dataset_hash"] != prepared.dataset.sha256:
+        raise ConfigError(f"the dataset changed since run {run_id} started (sha256 differs); start a "
+                          "new run", file=str(prepared.loaded.path), key="dataset.path")
+    stored = stored_sample_ids(store, run_id)
+    wanted = {r.sample.id for r in prepared.rendered}
+    if stored != wanted:
+        raise ConfigError(f"run {run_id} was started with {len(stored)} samples but the suite now has "
+                          f"{len(wanted)} of them", file=str(prepared.loaded.path))
+
+
+def retention_applies(loaded: LoadedSuite, models: list[str]) -> bool:
+    """Whether a run of these models includes the suite's retention check (both of its models are run)."""
+    pair = loaded.suite.retention_pair()
+    return pair is not None and all(m in models or m.endswith(BASE_SUFFIX) for m in pair)
+
+
+def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None, limit: int | None = None,
+              use_cache: bool = True, resume: str | None = None, progress: Progress | None = None,
+              argv: list[str] | None = None, shard: Shard | None = None) -> RunSummary:
+    """Run (or resume) a suite and store everything; returns the run's summary with metrics.
+
+    A resumed run keeps the samples it was started with (its ``--limit`` and ``--shard``).
+    """
+    progress = progress or NullProgress()
+    store = Store(db_path)
+    try:
+        if resume:
+            run_id = store.resolve_run_id(resume)
+            stored_models = [m["model"] for m in store.run_models(run_id)]
+            prepared = prepare(loaded, models or stored_models, sample_ids=stored_sample_ids(store, run_id))
+            _check_resume(store, prepared, run_id)
+            store.set_run_status(run_id, "running")
+        else:
+            prepared = prepare(loaded, models, limit, shard)
+            run_id = new_run_id()
+        retention = plan_retention(loaded) if retention_applies(loaded, prepared.models) else None
+        backends = create_backends(loaded, prepared.models)
+        try:
+            if not resume:
+                store.create_run(_run_row(prepared, run_id, argv or sys.argv))
+                store.insert_samples([{
+                    "run_id": run_id, "sample_id": r.sample.id, "position": r.sample.index,
+                    "slice": r.sample.slice, "fields": to_json(r.sample.fields),
+                    "messages": to_json(r.messages), "target": to_json(r.target)} for r in prepared.rendered])
+            suite_run = SuiteRun(prepared, store, run_id, use_cache, progress)
+            try:
+                outcomes = asyncio.run(_execute_and_close(suite_run, backends))
+            except KeyboardInterrupt:
+                suite_run.writer.flush()
+                for m in prepared.models:
+                    store.sql("UPDATE run_models SET status = 'interrupted' WHERE run_id = ? AND model = ? "
+                                      "AND status = 'running'", [run_id, m])
+                store.set_run_status(run_id, "interrupted")
+                raise InterruptedRunError(f"interrupted; {suite_run.writer.written} results stored. Resume with: "
+                                          f"evalkit run {loaded.path} --db {db_path} --resume {run_id}") from None
+            finally:
+                progress.close()
+            status = "complete" if all(o.status == "complete" for o in outcomes) else "incomplete"
+            metrics = compute_run_metrics(store, run_id, loaded.suite.run.seed, loaded.suite.run.bootstrap)
+            store.set_run_status(run_id, status, finished=True)
+            if retention is not None and status == "complete":
+                try:
+                    run_retention(loaded, store, run_id, retention, live_endpoints(backends))
+                except EvalkitError as exc:
+                    raise type(exc)(f"run {run_id} is stored, but its retention check failed: {exc}") from None
+            return RunSummary(run_id, str(db_path), status, outcomes, metrics)
+        finally:
+            release_servers(backends)  # launched vLLM servers stay up through the retention check
+    finally:
+        store.close()
+
+
+async def _execute_and_close(suite_run: SuiteRun, backends: dict[str, Backend]) -> list[ModelOutcome]:
+    try:
+        return await suite_run.execute(backends)
+    finally:
+        for backend in backends.values():
+            await backend.aclose()

@@ -1,0 +1,47 @@
+"""The records every stage may import: what a model is asked (:class:`ChatRequest`) and what came back
+(:class:`Completion`). Neutral ground: backends produce them, scoring, pricing and the store read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat call: the messages and exactly the generation parameters to send."""
+
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+    logprobs: bool = False
+    top_logprobs: int = 0
+    stream: bool = True
+    timeout_s: float = 120.0
+
+
+@dataclass
+class Completion:
+    """A model's answer and the measurements of the call that produced it.
+
+    ``logprobs`` holds one entry per generated token: ``{"token": str, "logprob": float,
+    "top": [[token, logprob], ...]}``; None when the server sent none.
+    """
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    resolved_model: str | None = None
+    logprobs: list[dict[str, Any]] | None = None
+    cost_usd: float | None = None
+    sent_params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Completion:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

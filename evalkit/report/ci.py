@@ -1,0 +1,134 @@
+"""The verdict where CI and people read it: terminal tables, a Markdown summary for the job page and
+pull requests, and JUnit XML — all rendered from the ``evalkit.gate/1`` / ``evalkit.compare/1``
+documents that :mod:`evalkit.analysis.gates` and :mod:`evalkit.analysis.paired` build.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from typing import Any
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    return "—" if v is None else f"{v:.{digits}g}"
+
+
+def _ci(g: dict[str, Any]) -> str:
+    return "—" if g["ci_low"] is None else f"[{g['ci_low']:.4g}, {g['ci_high']:.4g}]"
+
+
+_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "❌"}
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """Terminal tables: gates, then what broke."""
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=160, color_system=None, markup=False, highlight=False)
+    title = (f"gate {report['verdict'].upper()}: {report['candidate']} vs {report['baseline']} "
+             f"({report['n_pairs']} pairs)")
+    table = Table(title=title)
+    for col in ("metric", "rule", "baseline", "candidate", "delta", "95% CI", "verdict", "why"):
+        table.add_column(col)
+    for g in report["gates"]:
+        table.add_row(g["metric"], g["rule"], _num(g["baseline"]), _num(g["candidate"]), _num(g["delta"]), _ci(g),
+                      g["verdict"], g["reason"])
+    console.print(table)
+    print_evidence(console, report)
+    return buffer.getvalue().rstrip()
+
+
+def print_evidence(console: Any, report: dict[str, Any]) -> None:
+    for name, t in report["mcnemar"].items():
+        console.print(f"McNemar {name}: lost {t['b']}, gained {t['c']}, p = {t['p_value']:.4g} ({t['method']})")
+    if report["only_baseline"] or report["only_candidate"]:
+        console.print(f"samples on one side only — baseline: {len(report['only_baseline'])} "
+                      f"{report['only_baseline'][:10]}, candidate: {len(report['only_candidate'])} "
+                      f"{report['only_candidate'][:10]}")
+    surplus = report.get("unpaired_repeats") or {}
+    if any(surplus.values()):
+        console.print(f"repeats without a partner (not compared) — baseline: {surplus['baseline']}, "
+                      f"candidate: {surplus['candidate']}")
+    if report["regressions"]:
+        console.print(f"{report['n_regressions']} regressions (candidate lost what the baseline had), first 10:")
+        for r in report["regressions"][:10]:
+            console.print(f"  {r['sample_id']} [{', '.join(r['lost'])}] baseline: {str(r['baseline_output'])[:60]!r} "
+                          f"candidate: {str(r['candidate_output'] or r['candidate_error'])[:60]!r}")
+    for s in report["slices"]:
+        console.print(f"  slice {s['slice']}: n={s['n']} baseline {s['baseline_accuracy']:.3f} "
+                      f"candidate {s['candidate_accuracy']:.3f} ({s['delta']:+.3f})")
+
+
+def _md_cell(value: Any, limit: int = 120) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A summary for $GITHUB_STEP_SUMMARY: verdict, gate table, top regressions, slices."""
+    ok = report["verdict"] == "pass"
+    lines = [f"## {'✅ evalkit gate passed' if ok else '❌ evalkit gate failed'}", "",
+             f"Candidate `{report['candidate']}` vs baseline `{report['baseline']}` on {report['n_pairs']} paired "
+             "samples.", "", "| | metric | rule | baseline | candidate | Δ | 95% CI | why |",
+             "|---|---|---|---|---|---|---|---|"]
+    for g in report["gates"]:
+        lines.append(f"| {_ICON[g['verdict']]} | {g['metric']} | {_md_cell(g['rule'])} | {_num(g['baseline'])} | "
+                     f"{_num(g['candidate'])} | {_num(g['delta'])} | {_ci(g)} | {_md_cell(g['reason'])} |")
+    if report["only_baseline"] or report["only_candidate"]:
+        lines += ["", f"Samples on one side only: baseline {len(report['only_baseline'])}, candidate "
+                      f"{len(report['only_candidate'])}."]
+    if report["regressions"]:
+        lines += ["", f"### Regressions ({report['n_regressions']}; first 20)", "",
+                  "| sample | lost | expected | baseline said | candidate said |", "|---|---|---|---|---|"]
+        for r in report["regressions"][:20]:
+            lines.append(f"| {_md_cell(r['sample_id'])} | {', '.join(r['lost'])} | {_md_cell(r['target'], 60)} | "
+                         f"{_md_cell(r['baseline_output'], 80)} | "
+                         f"{_md_cell(r['candidate_output'] or r['candidate_error'], 80)} |")
+    if report["slices"]:
+        lines += ["", "### By slice", "", "| slice | n | baseline acc | candidate acc | Δ |", "|---|---|---|---|---|"]
+        for s in report["slices"]:
+            lines.append(f"| {_md_cell(s['slice'])} | {s['n']} | {s['baseline_accuracy']:.3f} | "
+                         f"{s['candidate_accuracy']:.3f} | {s['delta']:+.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_junit(report: dict[str, Any], suite_name: str) -> str:
+    """JUnit XML: one test case per gate, a failure for each failed or unverifiable gate."""
+    failures = sum(g["verdict"] in ("fail", "error") for g in report["gates"])
+    root = ET.Element("testsuite", name=f"evalkit gate {suite_name}", tests=str(len(report["gates"])),
+                      failures=str(failures), errors="0")
+    for g in report["gates"]:
+        case = ET.SubElement(root, "testcase", classname=f"evalkit.{suite_name}", name=f"{g['metric']} {g['rule']}")
+        if g["verdict"] in ("fail", "error"):
+            failure = ET.SubElement(case, "failure", message=g["reason"], type=g["verdict"])
+            failure.text = json.dumps(g, default=str)
+        else:
+            ET.SubElement(case, "system-out").text = f"{g['verdict']}: {g['reason']}"
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def render_compare(report: dict[str, Any]) -> str:
+    """Terminal table of an ``evalkit.compare/1`` document: every paired delta, then what broke."""
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=160, color_system=None, markup=False, highlight=False)
+    table = Table(title=f"{report['candidate']} vs {report['baseline']} ({report['n_pairs']} pairs)")
+    for col in ("metric", "baseline", "candidate", "delta", "95% CI"):
+        table.add_column(col)
+    def fmt(v: float | None) -> str:
+        return "—" if v is None else f"{v:.4g}"
+
+    for name, d in report["deltas"].items():
+        ci = "—" if d["ci_low"] is None else f"[{d['ci_low']:+.4g}, {d['ci_high']:+.4g}]"
+        table.add_row(name, fmt(d["baseline"]), fmt(d["candidate"]),
+                      "—" if d["delta"] is None else f"{d['delta']:+.4g}", ci)
+    console.print(table)
+    print_evidence(console, report)
+    return buffer.getvalue().rstrip()

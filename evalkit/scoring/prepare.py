@@ -1,0 +1,56 @@
+"""A suite made ready to run or to score: data read, samples chosen, prompts rendered, scorers loaded.
+
+Everything that can be wrong with the suite, the data or the templates fails here, before any model
+is called (``evalkit validate`` runs exactly this).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from evalkit.config.dataset import Dataset, load_dataset
+from evalkit.config.prompts import PromptRenderer, RenderedSample
+from evalkit.config.shards import Shard
+from evalkit.config.suite import LoadedSuite
+from evalkit.errors import ConfigError
+from evalkit.scoring.pipeline import SampleScorer
+
+
+@dataclass
+class Prepared:
+    """A suite made ready to run: data read, prompts rendered, scorers loaded."""
+
+    loaded: LoadedSuite
+    dataset: Dataset
+    rendered: list[RenderedSample]
+    scorer: SampleScorer
+    models: list[str]
+
+
+def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | None = None,
+            shard: Shard | None = None, sample_ids: set[str] | None = None) -> Prepared:
+    """Validate everything a run needs; raises before any model is called.
+
+    ``shard`` keeps the part of the (limited) samples it holds; ``sample_ids`` keeps exactly those
+    samples (a resumed run: the ones it was started with).
+    """
+    suite = loaded.suite
+    chosen = list(suite.models)
+    if models:
+        unknown = [m for m in models if m not in suite.models]
+        if unknown:
+            raise ConfigError(f"--model {unknown[0]!r} is not in the suite; models are {chosen}",
+                              file=str(loaded.path), key="models")
+        chosen = [m for m in chosen if m in models]
+    dataset = load_dataset(loaded.resolve(suite.dataset.path), suite.dataset)
+    samples = dataset.samples[:limit] if limit else dataset.samples
+    if shard is not None:
+        samples = [x for x in samples if shard.holds(x.id)]
+        if not samples:
+            raise ConfigError(f"--shard {shard} holds none of the {len(dataset.samples)} samples; use fewer shards",
+                              file=str(loaded.path))
+    if sample_ids is not None:
+        samples = [x for x in samples if x.id in sample_ids]
+    scorer = SampleScorer(loaded)
+    rendered = PromptRenderer(loaded).render_all(samples)
+    return Prepared(loaded, dataset, rendered, scorer, chosen)
