@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 ECE_BINS = 10
 
@@ -24,7 +26,16 @@ CHUNK_CELLS = 4_000_000  # bootstrap index matrix cells per chunk: bounds memory
 MAX_DISTINCT = 2048  # up to this many distinct values, resample counts instead of rows
 
 
-def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+FloatArray = npt.NDArray[np.float64]
+
+
+IndexArray = npt.NDArray[np.integer[Any]]  # row, bin or group indices (int32 or int64)
+
+
+RowStat = Callable[[FloatArray], FloatArray]  # a row-wise statistic: (b, n, ...) → (b,)
+
+
+def ece(confidence: FloatArray, correct: FloatArray, bins: int = ECE_BINS) -> float:
     """Σ_b (n_b / n) · |accuracy_b − mean confidence_b| over equal-width bins; 1.0 goes to the last bin."""
     idx = ece_bins(confidence, bins)
     conf_sum = np.bincount(idx, weights=confidence, minlength=bins)
@@ -32,7 +43,7 @@ def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> fl
     return float(np.abs(corr_sum - conf_sum).sum() / len(confidence))
 
 
-def tail_mean(quality: np.ndarray, fraction: float = TAIL_FRACTION) -> float:
+def tail_mean(quality: FloatArray, fraction: float = TAIL_FRACTION) -> float:
     k = max(1, math.ceil(fraction * len(quality)))
     return float(np.partition(quality, k - 1)[:k].mean())
 
@@ -41,7 +52,7 @@ def seeded_rng(seed: int, model: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(model.encode())])
 
 
-def bootstrap(values: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
+def bootstrap(values: FloatArray, stat: RowStat, resamples: int,
               rng: np.random.Generator, confidence: float = 0.95) -> tuple[float | None, float | None]:
     """Percentile CI of ``stat``, applied row-wise to (b, n, ...) matrices of resampled rows of ``values``."""
     n = len(values)
@@ -57,14 +68,14 @@ def bootstrap(values: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resa
     return percentile_interval(out, confidence)
 
 
-def percentile_interval(out: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+def percentile_interval(out: FloatArray, confidence: float = 0.95) -> tuple[float, float]:
     """The central ``confidence`` interval of bootstrap replicates."""
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(out, [tail, 100 - tail])
     return float(low), float(high)
 
 
-def resample_indices(n: int, resamples: int, rng: np.random.Generator) -> Iterator[tuple[int, np.ndarray]]:
+def resample_indices(n: int, resamples: int, rng: np.random.Generator) -> Iterator[tuple[int, IndexArray]]:
     """(first resample, (b, n) row indices drawn with replacement) in chunks of bounded size.
 
     int32 indices: drawing them is ~4x cheaper than int64 and gathers read half the bytes, which is
@@ -76,12 +87,12 @@ def resample_indices(n: int, resamples: int, rng: np.random.Generator) -> Iterat
         yield start, rng.integers(0, n, size=(min(chunk, resamples - start), n), dtype=dtype)
 
 
-def ece_bins(confidence: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:
+def ece_bins(confidence: FloatArray, bins: int = ECE_BINS) -> IndexArray:
     """The ECE bin of each confidence (1.0 goes to the last bin)."""
     return np.minimum((confidence * bins).astype(np.int64), bins - 1)
 
 
-def _multinomial(values: np.ndarray, kind: str, resamples: int, rng: np.random.Generator) -> np.ndarray:
+def _multinomial(values: FloatArray, kind: str, resamples: int, rng: np.random.Generator) -> FloatArray:
     """The same bootstrap without an n-wide index per resample: drawing n rows with replacement is
     drawing multinomial counts over the distinct values, so means and worst-k means need O(distinct)."""
     distinct, counts = np.unique(values, return_counts=True)  # ascending
@@ -92,42 +103,45 @@ def _multinomial(values: np.ndarray, kind: str, resamples: int, rng: np.random.G
     return tail_of_counts(distinct, draws, n)
 
 
-def tail_of_counts(ascending: np.ndarray, draws: np.ndarray, n: int) -> np.ndarray:
+def tail_of_counts(ascending: FloatArray, draws: IndexArray, n: int) -> FloatArray:
     """Worst-⌈5%·n⌉ mean of each resample given as counts (b, k) of the ``ascending`` values."""
     k = max(1, math.ceil(TAIL_FRACTION * n))
     before = np.cumsum(draws, axis=1) - draws  # rows of lower values already taken
     return np.clip(k - before, 0, draws) @ ascending / k
 
 
-def row_mean(m: np.ndarray) -> np.ndarray:
+def row_mean(m: FloatArray) -> FloatArray:
     """Mean of each resample (last axis)."""
-    return m.mean(axis=-1)
+    out: FloatArray = m.mean(axis=-1)  # numpy types a reduction with an axis as Any
+    return out
 
 
-def row_tail(m: np.ndarray) -> np.ndarray:
+def row_tail(m: FloatArray) -> FloatArray:
     """Mean of the worst ⌈5%·n⌉ values of each resample (last axis)."""
     k = max(1, math.ceil(TAIL_FRACTION * m.shape[-1]))
-    return np.partition(m, k - 1, axis=-1)[..., :k].mean(axis=-1)
+    out: FloatArray = np.partition(m, k - 1, axis=-1)[..., :k].mean(axis=-1)
+    return out
 
 
 row_mean.fast = "mean"  # type: ignore[attr-defined]  # lets bootstrap() take the multinomial path
 
 
-row_tail.fast = "tail"  # type: ignore[attr-defined]
+row_tail.fast = "tail"  # type: ignore[attr-defined]  # as row_mean.fast: a marker attribute on a function
 
 
-def row_ece(m: np.ndarray) -> np.ndarray:
+def row_ece(m: FloatArray) -> FloatArray:
     """ECE of each resample in a (b, n, 2) matrix of (confidence, correct), in one bincount."""
     b, n, _ = m.shape
     conf, corr = m[:, :, 0], m[:, :, 1]
     idx = np.minimum((conf * ECE_BINS).astype(np.int64), ECE_BINS - 1) + np.arange(b)[:, None] * ECE_BINS
     conf_sum = np.bincount(idx.ravel(), weights=conf.ravel(), minlength=b * ECE_BINS)
     corr_sum = np.bincount(idx.ravel(), weights=corr.ravel(), minlength=b * ECE_BINS)
-    return np.abs((corr_sum - conf_sum).reshape(b, ECE_BINS)).sum(axis=1) / n
+    out: FloatArray = np.abs((corr_sum - conf_sum).reshape(b, ECE_BINS)).sum(axis=1) / n
+    return out
 
 
-def calibration_resamples(conf: np.ndarray, corr: np.ndarray, resamples: int,
-                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def calibration_resamples(conf: FloatArray, corr: FloatArray, resamples: int,
+                          rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
     """Brier and ECE of ``resamples`` bootstrap resamples of the (confidence, correct) rows."""
     n = len(conf)
     strata = ece_bins(conf)
@@ -139,8 +153,8 @@ def calibration_resamples(conf: np.ndarray, corr: np.ndarray, resamples: int,
     return brier_out, ece_out
 
 
-def stratified_sums(strata: np.ndarray, columns: np.ndarray, resamples: int,
-                    rng: np.random.Generator) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def stratified_sums(strata: IndexArray, columns: FloatArray, resamples: int,
+                    rng: np.random.Generator) -> Iterator[tuple[int, IndexArray, FloatArray]]:
     """Per bootstrap resample of the rows, the sums of ``columns`` (n, k) within each stratum.
 
     Drawing n rows with replacement is the same as drawing how many fall in each stratum (multinomial
@@ -173,9 +187,9 @@ def stratified_sums(strata: np.ndarray, columns: np.ndarray, resamples: int,
         yield first, ids, sums
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
+def paired_bootstrap(a: FloatArray, b: FloatArray, stat: RowStat, resamples: int,
                      rng: np.random.Generator, confidence: float = 0.95,
-                     groups: np.ndarray | None = None) -> tuple[float | None, float | None]:
+                     groups: IndexArray | None = None) -> tuple[float | None, float | None]:
     """CI of stat(b) − stat(a), resampling the same pair indices for both sides.
 
     ``groups`` (one integer per row, e.g. the sample of each repeat) makes it a cluster bootstrap:
@@ -193,8 +207,8 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], 
     return bootstrap(pairs, lambda m: stat(m[..., 1]) - stat(m[..., 0]), resamples, rng, confidence)
 
 
-def _tail_delta_by_counts(distinct: np.ndarray, counts: np.ndarray, resamples: int,
-                          rng: np.random.Generator) -> np.ndarray:
+def _tail_delta_by_counts(distinct: FloatArray, counts: IndexArray, resamples: int,
+                          rng: np.random.Generator) -> FloatArray:
     """Worst-5% delta per resample when the (baseline, candidate) pairs take few distinct values.
 
     Drawing n pairs with replacement is drawing multinomial counts over the distinct pairs; each side's
@@ -210,7 +224,7 @@ def _tail_delta_by_counts(distinct: np.ndarray, counts: np.ndarray, resamples: i
     return out
 
 
-def paired_quantile_cis(a: np.ndarray, b: np.ndarray, qs: list[float], resamples: int, rng: np.random.Generator,
+def paired_quantile_cis(a: FloatArray, b: FloatArray, qs: list[float], resamples: int, rng: np.random.Generator,
                         confidence: float = 0.95) -> dict[float, tuple[float | None, float | None]]:
     """CIs of quantile(b, q) − quantile(a, q) for several q from one set of paired resamples.
 
@@ -251,7 +265,7 @@ def paired_quantile_cis(a: np.ndarray, b: np.ndarray, qs: list[float], resamples
     return {q: percentile_interval(out[i], confidence) for i, q in enumerate(qs)}
 
 
-def _cluster_bootstrap(a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], groups: np.ndarray,
+def _cluster_bootstrap(a: FloatArray, b: FloatArray, stat: RowStat, groups: IndexArray,
                        resamples: int, rng: np.random.Generator,
                        confidence: float) -> tuple[float | None, float | None]:
     order = np.argsort(groups, kind="stable")

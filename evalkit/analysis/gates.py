@@ -102,7 +102,6 @@ def _relative(rule: GateRule, d: Delta | None) -> GateResult:
     if d is None or d.delta is None:
         return GateResult(**base, baseline=None, candidate=None, delta=None, ci_low=None, ci_high=None,
                           verdict="error", reason="no paired value for this metric on these runs")
-    values = dict(baseline=d.baseline, candidate=d.candidate, delta=d.delta, ci_low=d.ci_low, ci_high=d.ci_high)
     if rule.max_drop is not None:
         limit, point_bad = -rule.max_drop, d.delta < -rule.max_drop
         ci_bad = d.ci_high is not None and d.ci_high < -rule.max_drop
@@ -124,7 +123,8 @@ def _relative(rule: GateRule, d: Delta | None) -> GateResult:
         verdict, reason = "warn", f"{what}, but the CI reaches within the margin (not significant)"
     else:
         verdict, reason = "pass", what
-    return GateResult(**base, **values, verdict=verdict, reason=reason)
+    return GateResult(**base, baseline=d.baseline, candidate=d.candidate, delta=d.delta, ci_low=d.ci_low,
+                      ci_high=d.ci_high, verdict=verdict, reason=reason)
 
 
 def _absolute(rule: GateRule, value: dict[str, Any] | None, d: Delta | None) -> GateResult:
@@ -186,6 +186,7 @@ def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 
         if rule.retention is not None:
             results += _retention(store, pairing, rule, retention, seed, resamples)
             continue
+        assert rule.metric is not None  # check_rules: a rule without retention names a metric
         d = by_confidence[rule.confidence].get(rule.metric)
         if rule.max_drop is not None or rule.max_rise is not None:
             results.append(_relative(rule, d))

@@ -9,15 +9,16 @@ The metric names and directions are a public contract (``evalkit show --json``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from evalkit.analysis.bootstrap import (
     ECE_BINS,
+    FloatArray,
+    RowStat,
     bootstrap,
     calibration_resamples,
     ece,
@@ -26,6 +27,9 @@ from evalkit.analysis.bootstrap import (
     row_tail,
     seeded_rng,
 )
+
+if TYPE_CHECKING:
+    from evalkit.store.db import Store
 
 
 @dataclass(frozen=True)
@@ -76,13 +80,14 @@ class MetricValue:
     n: int = 0
 
 
-def _bool(series: pd.Series) -> np.ndarray:
+def _bool(series: pd.Series) -> FloatArray:
     """A nullable boolean column as float (1/0) with NULL → NaN."""
-    return series.astype("float64").to_numpy(na_value=np.nan)
+    # asarray: no copy (already float64), but pandas-stubs type any float Series' to_numpy as floating[Any]
+    return np.asarray(series.astype("float64").to_numpy(na_value=np.nan), dtype=np.float64)
 
 
-def _mean_metric(x: np.ndarray, resamples: int, rng: np.random.Generator,
-                 stat: Callable[[np.ndarray], np.ndarray] = row_mean) -> MetricValue:
+def _mean_metric(x: FloatArray, resamples: int, rng: np.random.Generator,
+                 stat: RowStat = row_mean) -> MetricValue:
     x = x[~np.isnan(x)]
     if len(x) == 0:
         return MetricValue(None, n=0)
@@ -91,7 +96,7 @@ def _mean_metric(x: np.ndarray, resamples: int, rng: np.random.Generator,
     return MetricValue(point, low, high, len(x))
 
 
-def _calibration_metrics(conf: np.ndarray, corr: np.ndarray, resamples: int,
+def _calibration_metrics(conf: FloatArray, corr: FloatArray, resamples: int,
                          rng: np.random.Generator) -> tuple[MetricValue, MetricValue]:
     """Brier and ECE with CIs, from the same resamples (both are over the rows with a confidence)."""
     n = len(conf)
@@ -105,7 +110,7 @@ def _calibration_metrics(conf: np.ndarray, corr: np.ndarray, resamples: int,
             MetricValue(ece(conf, corr), *ece_ci, n))
 
 
-def _percentile(x: np.ndarray, q: float) -> MetricValue:
+def _percentile(x: FloatArray, q: float) -> MetricValue:
     x = x[~np.isnan(x)]
     if len(x) == 0:
         return MetricValue(None, n=0)
@@ -179,9 +184,9 @@ METRIC_COLUMNS = ("model, status, correct, quality, schema_valid, feasible, conf
                   "ttft_ms, prompt_tokens, completion_tokens, cost_usd, score_error")
 
 
-def compute_run_metrics(store: Any, run_id: str, seed: int = 0, resamples: int = 1000) -> list[dict[str, Any]]:
+def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int = 1000) -> list[dict[str, Any]]:
     """Compute every model's metrics from the stored rows and replace the run's metric rows."""
-    frame = store.results_frame(run_id, METRIC_COLUMNS)
+    frame: pd.DataFrame = store.results_frame(run_id, METRIC_COLUMNS)
     rows: list[dict[str, Any]] = []
     for model, group in frame.groupby("model", sort=True):
         for name, mv in model_metrics(group, str(model), seed, resamples).items():

@@ -48,7 +48,8 @@ def _key_line(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
     if isinstance(parent, yaml.MappingNode):
         for k, _ in parent.value:
             if k.value == str(path[-1]):
-                return k.start_mark.line + 1
+                line: int = k.start_mark.line  # yaml's stubs type a node's value as Any
+                return line + 1
     return None
 
 

@@ -9,10 +9,14 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from markupsafe import Markup, escape
 
 PALETTE = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777"]
 W, H, PAD = 420, 300, 46
+
+
+FloatArray = npt.NDArray[np.float64]
 
 
 def _frame(x_label: str, y_label: str, x_ticks: list[tuple[float, str]], y_ticks: list[tuple[float, str]]) -> list[str]:
@@ -45,7 +49,7 @@ def _svg(parts: list[str], title: str, legend: list[tuple[str, str]]) -> Markup:
                   f"<title>{escape(title)}</title>{body}{items}</svg>")
 
 
-def reliability(model: str, color: str, confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> Markup:
+def reliability(model: str, color: str, confidence: FloatArray, correct: FloatArray, bins: int = 10) -> Markup:
     """Accuracy per confidence bin against the diagonal; bar width shows how many samples a bin holds."""
     parts = _frame("confidence", "accuracy", [(_sx(t, 0, 1), f"{t:.1f}") for t in (0, .2, .4, .6, .8, 1)],
                    [(_sy(t, 0, 1), f"{t:.1f}") for t in (0, .25, .5, .75, 1)])
@@ -72,7 +76,7 @@ def reliability(model: str, color: str, confidence: np.ndarray, correct: np.ndar
     return _svg(parts, f"reliability diagram: {model}", [(model, color)])
 
 
-def latency_cdf(series: dict[str, np.ndarray], colors: dict[str, str], points: int = 200) -> Markup:
+def latency_cdf(series: dict[str, FloatArray], colors: dict[str, str], points: int = 200) -> Markup:
     """Empirical CDF of successful-call latency per model (log scale when the range is wide)."""
     values = [v for v in series.values() if len(v)]
     if not values:

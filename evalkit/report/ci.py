@@ -8,7 +8,10 @@ from __future__ import annotations
 import io
 import json
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _num(v: float | None, digits: int = 4) -> str:
@@ -42,7 +45,7 @@ def render_text(report: dict[str, Any]) -> str:
     return buffer.getvalue().rstrip()
 
 
-def print_evidence(console: Any, report: dict[str, Any]) -> None:
+def print_evidence(console: Console, report: dict[str, Any]) -> None:
     for name, t in report["mcnemar"].items():
         console.print(f"McNemar {name}: lost {t['b']}, gained {t['c']}, p = {t['p_value']:.4g} ({t['method']})")
     if report["only_baseline"] or report["only_candidate"]:

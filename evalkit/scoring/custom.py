@@ -54,4 +54,5 @@ def load_callable(reference: str, base_dir: Path, arity: int, role: str) -> Call
                           f"arguments") from None
     except ValueError:
         pass  # builtins without a signature: trust them
-    return func
+    scorer: Callable[..., Any] = func  # getattr gives Any; callable() checked above
+    return scorer

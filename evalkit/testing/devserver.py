@@ -368,7 +368,10 @@ class DevServer:
             chunks = chunks[: max(1, (len(chunks) + 1) // 2)]
         else:
             last: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
-            last.update({"delta": {}} if chat else {"text": ""})  # type: ignore[dict-item]
+            if chat:
+                last["delta"] = {}
+            else:
+                last["text"] = ""
             chunks.append(_sse({**head, "choices": [last]}))
             if include_usage:
                 chunks.append(_sse({**head, "choices": [], "usage": usage}))

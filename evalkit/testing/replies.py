@@ -149,11 +149,12 @@ class RuleResponder:
     def __call__(self, body: dict[str, Any]) -> Reply:
         text = request_text(body)
         model = body.get("model")
-        for rule in (*self.per_model.get(model, ()), *self.rules):  # type: ignore[arg-type]
+        own: Sequence[Rule] = self.per_model.get(model, ()) if isinstance(model, str) else ()
+        for rule in (*own, *self.rules):
             reply = rule.match(text)
             if reply is not None:
                 return reply
-        return self.model_defaults.get(model, self.default)  # type: ignore[arg-type]
+        return self.model_defaults.get(model, self.default) if isinstance(model, str) else self.default
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RuleResponder:
