@@ -32,7 +32,7 @@ class Completion:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    latency_ms: float = 0.0
+    latency_ms: float | None = 0.0  # None only where a log being imported did not record it
     ttft_ms: float | None = None
     resolved_model: str | None = None
     logprobs: list[dict[str, Any]] | None = None

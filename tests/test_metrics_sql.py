@@ -57,10 +57,7 @@ def test_stored_metrics_equal_documented_sql(tmp_path: Path):
         assert set(queries) == {"per_model", "tail5", "ece"}
         checked = set()
         for sql in queries.values():
-            cur = store.con.execute(sql.replace("$run_id", "'r1'"))
-            cols = [d[0] for d in cur.description]
-            for row in cur.fetchall():
-                record = dict(zip(cols, row))
+            for record in store.dicts(sql.replace("$run_id", "'r1'")):
                 model = record.pop("model")
                 for metric, value in record.items():
                     expected = stored[(model, metric)]

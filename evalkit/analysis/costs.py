@@ -20,6 +20,11 @@ def projected_cost(cost_per_call: float, calls_per_day: float, days: float = DAY
     return cost_per_call * calls_per_day * days
 
 
+def monthly_cost(cost_per_1k: float | None, calls_per_day: float) -> float | None:
+    """Monthly spend at a daily volume from a cost per 1,000 calls (None: the cost is unknown)."""
+    return None if cost_per_1k is None else projected_cost(cost_per_1k / 1000, calls_per_day)
+
+
 def self_hosted_monthly(gpu_usd_per_hour: float, calls_per_day: float, requests_per_second: float,
                         min_gpus: int = 1) -> tuple[float, int]:
     """(monthly USD, GPUs) to serve a daily volume at a measured per-GPU throughput, GPUs always on."""

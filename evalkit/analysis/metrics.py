@@ -9,6 +9,7 @@ The metric names and directions are a public contract (``evalkit show --json``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -180,8 +181,8 @@ def model_metrics(frame: pd.DataFrame, model: str, seed: int = 0, resamples: int
     return out
 
 
-METRIC_COLUMNS = ("model, status, correct, quality, schema_valid, feasible, confidence, latency_ms, "
-                  "ttft_ms, prompt_tokens, completion_tokens, cost_usd, score_error")
+METRIC_COLUMNS = ("model", "status", "correct", "quality", "schema_valid", "feasible", "confidence", "latency_ms",
+                  "ttft_ms", "prompt_tokens", "completion_tokens", "cost_usd", "score_error")
 
 
 def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int = 1000) -> list[dict[str, Any]]:
@@ -194,3 +195,11 @@ def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int
                          "ci_low": mv.ci_low, "ci_high": mv.ci_high, "n": mv.n})
     store.replace_metrics(run_id, rows)
     return rows
+
+
+def recompute_run_metrics(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Recompute a stored run's metrics with the seed and resample count of its own suite config."""
+    run = store.get_run(run_id)
+    config = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"] or {}
+    run_cfg = config.get("run") or {}
+    return compute_run_metrics(store, run_id, int(run_cfg.get("seed", 0)), int(run_cfg.get("bootstrap", 1000)))

@@ -46,8 +46,6 @@ from evalkit.errors import ConfigError
 from evalkit.store.db import Store
 
 EXACT_BELOW = 25
-_COLUMNS = ("r.sample_id, r.repeat, r.status, r.correct, r.quality, r.schema_valid, r.feasible, r.confidence, "
-            "r.latency_ms, r.ttft_ms, r.cost_usd, r.output, r.violations, r.error, s.slice, s.target")
 # Metrics paired_deltas() compares; a relative gate (max_drop / max_rise) needs one of them.
 PAIRED_METRICS = frozenset({
     "accuracy", "quality_mean", "error_rate", "schema_valid_rate", "feasible_rate", "valid_but_infeasible_rate",
@@ -93,9 +91,8 @@ class Pairing:
 
 
 def _load(store: Store, side: Side) -> pd.DataFrame:
-    return store.con.execute(
-        f"SELECT {_COLUMNS} FROM results r LEFT JOIN samples s USING (run_id, sample_id) "
-        "WHERE r.run_id = ? AND r.model = ? ORDER BY s.position, r.repeat", [side.run_id, side.model]).df()
+    frame: pd.DataFrame = store.side_frame(side.run_id, side.model)
+    return frame
 
 
 def pair(store: Store, baseline: Side, candidate: Side) -> Pairing:

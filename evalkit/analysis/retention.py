@@ -36,12 +36,10 @@ def compare_retention(store: Store, run_id: str, baseline: str, candidate: str, 
                       resamples: int = 2000, confidence: float = 0.95) -> RetentionComparison:
     """candidate − baseline on one retention metric, with a paired bootstrap CI over documents."""
     task, metric, filt = parse_ref(ref)
-    rows = store.dicts("SELECT model, filter, higher_is_better FROM retention WHERE run_id = ? AND task = ? "
-                       "AND metric = ? AND model IN (?, ?)", [run_id, task, metric, baseline, candidate])
+    rows = store.retention_metric(run_id, task, metric, (baseline, candidate))
     if not rows:
-        have = store.sql("SELECT DISTINCT task || '/' || metric || ',' || filter FROM retention WHERE run_id = ?",
-                         [run_id])
-        what = f"; it has {sorted(r[0] for r in have)}" if have else (
+        have = store.retention_refs(run_id)
+        what = f"; it has {have}" if have else (
             " (run 'evalkit retention SUITE --run RUN_ID' first)")
         return RetentionComparison(None, None, f"no retention results for {ref} in run {run_id}{what}")
     filters = sorted({r["filter"] for r in rows})
@@ -54,10 +52,7 @@ def compare_retention(store: Store, run_id: str, baseline: str, candidate: str, 
     if missing:
         return RetentionComparison(None, None, f"no retention results for {ref} of {missing} in run {run_id}")
     higher = next((r["higher_is_better"] for r in rows if r["filter"] == filt), None)
-    docs = store.con.execute(
-        "SELECT b.value AS b, c.value AS c FROM retention_samples b JOIN retention_samples c "
-        "USING (run_id, task, doc_id, metric, filter) WHERE run_id = ? AND task = ? AND metric = ? AND filter = ? "
-        "AND b.model = ? AND c.model = ? ORDER BY doc_id", [run_id, task, metric, filt, baseline, candidate]).df()
+    docs = store.retention_docs(run_id, task, metric, filt, baseline, candidate)
     if docs.empty:  # a corpus-level metric (no numeric value per document): lm-eval's values and stderrs
         return _from_summary(store, run_id, baseline, candidate, task, metric, filt, ref, confidence, higher)
     b, c = docs["b"].to_numpy(float), docs["c"].to_numpy(float)
@@ -72,9 +67,7 @@ def _from_summary(store: Store, run_id: str, baseline: str, candidate: str, task
                   ref: str, confidence: float, higher: bool | None) -> RetentionComparison:
     from scipy import stats
 
-    vals = {r["model"]: r for r in store.dicts(
-        "SELECT model, value, stderr, n FROM retention WHERE run_id = ? AND task = ? AND metric = ? AND filter = ? "
-        "AND model IN (?, ?)", [run_id, task, metric, filt, baseline, candidate])}
+    vals = store.retention_summary(run_id, task, metric, filt, (baseline, candidate))
     b, c = vals[baseline], vals[candidate]
     if b["value"] is None or c["value"] is None:
         return RetentionComparison(None, higher, f"{ref} has no value for both models")

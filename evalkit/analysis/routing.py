@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.analysis.bootstrap import paired_bootstrap, tail_mean
+from evalkit.analysis.costs import HOURS_PER_MONTH, break_even_calls_per_day, monthly_cost
 from evalkit.analysis.paired import Pairing, flags
 from evalkit.errors import ConfigError
 
@@ -197,11 +198,9 @@ def self_hosting(store: Any, run_id: str, small: str, large_cost_per_1k: float |
     The GPU price comes from the argument, else the small model's suite ``cost.gpu_usd_per_hour``; a
     fixed ``monthly_usd`` (e.g. a reserved instance) replaces it.
     """
-    from evalkit.analysis.costs import HOURS_PER_MONTH, break_even_calls_per_day
-
     if gpu_usd_per_hour is None and monthly_usd is None:
-        row = store.one("SELECT config FROM run_models WHERE run_id = ? AND model = ?", [run_id, small])
-        cost = (json.loads(row[0]) if row and row[0] else {}).get("cost") or {}
+        config = store.model_config(run_id, small)
+        cost = (json.loads(config) if config else {}).get("cost") or {}
         gpu_usd_per_hour = cost.get("gpu_usd_per_hour")
     if monthly_usd is not None:
         gpu_usd_per_hour = monthly_usd / HOURS_PER_MONTH
@@ -225,11 +224,10 @@ def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str |
     pairing = pair(store, Side(run_id, small), Side(run_id, large))
     signal = None
     if signal_model is not None and signal_model != small:
-        rows = store.sql("SELECT sample_id, confidence FROM results WHERE run_id = ? AND model = ? AND repeat = 0",
-                         [run_id, signal_model])
-        if not rows:
+        stored = store.confidences(run_id, signal_model, repeat=0)
+        if not stored:
             raise ConfigError(f"run {run_id} has no model '{signal_model}' to route on")
-        signal = {sid: (c if c is not None else np.nan) for sid, c in rows}
+        signal = {sid: (c if c is not None else np.nan) for sid, c in stored}
     d = routing_data(pairing, signal)
     if not np.isfinite(d.signal).any():
         raise ConfigError(f"'{signal_model or small}' has no stored confidence to route on; give the suite a "
@@ -250,26 +248,12 @@ def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str |
     rows = []
     for ps in policies.values():
         for p in ps:
-            monthly = None if p.cost_per_1k is None else p.cost_per_1k / 1000 * volume_per_day * 30
             rows.append({**asdict(p), "run_id": run_id, "small": small, "large": large, "signal": signal_name,
-                         "monthly_cost_usd": monthly, "volume_per_day": volume_per_day, "created_at": created})
+                         "monthly_cost_usd": monthly_cost(p.cost_per_1k, volume_per_day),
+                         "volume_per_day": volume_per_day, "created_at": created})
     import pandas as pd
 
-    frame = pd.DataFrame(rows)
-    key = [run_id, small, large, signal_name]
-    store.sql("BEGIN TRANSACTION")
-    try:
-        store.sql("DELETE FROM routing_policies WHERE run_id = ? AND small = ? AND large = ? AND signal = ?", key)
-        store.sql("DELETE FROM routing_recommendations WHERE run_id = ? AND small = ? AND large = ? AND signal = ?", key)
-        store.con.register("_evalkit_routing", frame)
-        store.sql("INSERT INTO routing_policies BY NAME SELECT * FROM _evalkit_routing")
-        store.con.unregister("_evalkit_routing")
-        for style, folds in result["recommendation"].items():
-            for fold in folds:
-                store.sql("INSERT INTO routing_recommendations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          [*key, style, max_drop, fold["fold"], json.dumps(fold), created])
-        store.sql("COMMIT")
-    except Exception:
-        store.sql("ROLLBACK")
-        raise
+    recommendations = [{"style": style, "max_drop": max_drop, "fold": fold["fold"], "detail": fold, "created_at": created}
+                       for style, folds in result["recommendation"].items() for fold in folds]
+    store.replace_routing((run_id, small, large, signal_name), pd.DataFrame(rows), recommendations)
     return result

@@ -61,7 +61,6 @@ def import_inspect(log: str, suite: str, model: str | None, db: str | None) -> N
 @db_option(next_to_suite=True)
 def retention(suite: str, run_ref: str | None, db: str | None) -> None:
     """Run the suite's lm-eval retention tasks on its baseline and candidate and store the metrics."""
-    from evalkit.cli.gating import _latest_complete_run
     from evalkit.config.loader import load_suite
     from evalkit.store import Store
 
@@ -69,7 +68,7 @@ def retention(suite: str, run_ref: str | None, db: str | None) -> None:
     if loaded.suite.retention is None:
         raise ConfigError("the suite has no 'retention' section", file=str(loaded.path), key="retention")
     with Store(db or default_db(suite)) as store:
-        run_id = store.resolve_run_id(run_ref) if run_ref else _latest_complete_run(store, loaded.suite.name)
+        run_id = store.resolve_run_id(run_ref) if run_ref else store.latest_complete_run(loaded.suite.name)
         rows = _retention_with_servers(loaded, store, run_id)
     click.echo(f"retention of run {run_id} ({loaded.suite.retention.backend}):")
     for r in rows:

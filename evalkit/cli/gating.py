@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from evalkit.cli.options import db_option, default_db
-from evalkit.errors import ConfigError, RunNotFoundError
+from evalkit.errors import ConfigError
 from evalkit.report.ci import render_compare
 
 EXIT_REGRESSION = 1
@@ -45,15 +45,6 @@ def compare(run_id: str, baseline: str, candidate: str, db: str | None, seed: in
         click.echo(json.dumps(report, indent=2, default=str))
         return
     click.echo(render_compare(report))
-
-
-def _latest_complete_run(store, suite_name: str) -> str:
-    row = store.one("SELECT run_id FROM runs WHERE suite_name = ? AND status = 'complete' "
-                    "ORDER BY created_at DESC LIMIT 1", [suite_name])
-    if row is None:
-        raise RunNotFoundError(f"no complete run of suite '{suite_name}' in {store.path}; run it first "
-                               "(or use --run-first)")
-    return str(row[0])
 
 
 @click.command()
@@ -98,7 +89,7 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
         summary = run_suite(loaded, db_path, models or None, progress=default_progress(as_json), argv=sys.argv)
         run_ref = summary.run_id
     with Store(db_path, read_only=True) as store:
-        run_id = store.resolve_run_id(run_ref) if run_ref else _latest_complete_run(store, loaded.suite.name)
+        run_id = store.resolve_run_id(run_ref) if run_ref else store.latest_complete_run(loaded.suite.name)
         pairing = pair(store, parse_side(baseline, run_id, store), parse_side(candidate, run_id, store))
         report = evaluate(store, pairing, spec.rules, loaded.suite.run.seed if seed is None else seed, resamples,
                           loaded.suite.retention_pair())

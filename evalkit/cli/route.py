@@ -47,6 +47,8 @@ def render(r: dict) -> str:
     from rich.console import Console
     from rich.table import Table
 
+    from evalkit.analysis.costs import monthly_cost
+
     buffer = io.StringIO()
     console = Console(file=buffer, width=150, color_system=None, markup=False, highlight=False)
     table = Table(title=f"routing {r['small']} → {r['large']} on {r['signal']}'s confidence, cascade "
@@ -57,7 +59,7 @@ def render(r: dict) -> str:
     for p in r["policies"]["cascade"]:
         if not p["pareto"]:
             continue
-        monthly = None if p["cost_per_1k"] is None else p["cost_per_1k"] / 1000 * r["volume_per_day"] * 30
+        monthly = monthly_cost(p["cost_per_1k"], r["volume_per_day"])
         table.add_row(f"{p['threshold']:.4g}", f"{p['share_escalated']:.1%}", f"{p['accuracy']:.3f}",
                       f"{p['tail5']:.3f}", _usd(p["cost_per_1k"]), "—" if monthly is None else f"${monthly:,.0f}",
                       "—" if p["latency_ms_p50"] is None else f"{p['latency_ms_p50']:.0f}",

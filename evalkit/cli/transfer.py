@@ -39,12 +39,16 @@ def import_group() -> None:
 @click.option("--run-id", "run_id", help="Id of the imported run (default: the exported id; a new id when merging).")
 def import_parquet(folders: tuple[str, ...], db: str | None, run_id: str | None) -> None:
     """Import exported FOLDERS: one run as it was, or several shards of one run merged into a new run."""
+    from evalkit.analysis.metrics import recompute_run_metrics
     from evalkit.store import Store
     from evalkit.store.parquet import import_runs
 
     with Store(db or default_db()) as store:
-        target = import_runs(store, list(folders), run_id)
-        n = store.one("SELECT count(*) FROM results WHERE run_id = ?", [target])[0]
+        imported = import_runs(store, list(folders), run_id)
+        if imported.merged:
+            recompute_run_metrics(store, imported.run_id)
+        target = imported.run_id
+        n = store.count_results(target)
     verb = "merged" if len(folders) > 1 else "imported"
     click.echo(f"{verb} {len(folders)} export(s) into run {target} ({n:,} results); see: evalkit show {target}")
 

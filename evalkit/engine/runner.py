@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalkit.analysis.metrics import compute_run_metrics
-from evalkit.backends import Backend
-from evalkit.backends import create_backends, live_endpoints, release_servers
+from evalkit.backends import Backend, create_backends, live_endpoints, release_servers
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.provenance import adapter_identity, redact
 from evalkit.config.shards import Shard
@@ -32,8 +31,8 @@ from evalkit.interop.lm_eval import plan_retention, run_retention
 from evalkit.records import ChatRequest, Completion
 from evalkit.scoring.pipeline import Score
 from evalkit.scoring.prepare import Prepared, prepare
-from evalkit.store.db import Store, now, to_json
-from evalkit.store.rows import _run_row, new_run_id, stored_sample_ids
+from evalkit.store.db import Store, now
+from evalkit.store.rows import new_run_id, result_row, run_row, sample_rows
 
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 1.0
@@ -140,26 +139,9 @@ class SuiteRun:
         sent = completion.sent_params if completion else {
             **request.params, **({"logprobs": True, "top_logprobs": request.top_logprobs}
                                  if request.logprobs else {}), **({"stream": True} if request.stream else {})}
-        return {
-            "run_id": self.run_id, "model": model, "sample_id": rendered.sample.id, "repeat": repeat,
-            "status": "error" if error else "ok",
-            "output": completion.text if completion else None,
-            "parsed": to_json(score.parsed), "parse_error": score.parse_error,
-            "schema_valid": score.schema_valid, "schema_errors": to_json(score.schema_errors or None),
-            "feasible": score.feasible, "violations": to_json(score.violations if score.feasible is not None else None),
-            "quality": score.quality, "correct": score.correct, "confidence": score.confidence,
-            "score_error": score.score_error,
-            "latency_ms": completion.latency_ms if completion else None,
-            "ttft_ms": completion.ttft_ms if completion else None,
-            "prompt_tokens": completion.prompt_tokens if completion else None,
-            "completion_tokens": completion.completion_tokens if completion else None,
-            "cost_usd": cost, "finish_reason": completion.finish_reason if completion else None,
-            "resolved_model": completion.resolved_model if completion else None,
-            "request_params": to_json(redact(sent)),
-            "logprobs": to_json(completion.logprobs) if completion else None,
-            "error": str(error) if error else None, "error_kind": error.kind if error else None,
-            "attempts": attempts, "cache_hit": cache_hit, "cache_key": key, "created_at": now(),
-        }
+        return result_row(self.run_id, model, rendered.sample.id, repeat, score, completion,
+                          error=str(error) if error else None, error_kind=error.kind if error else None,
+                          attempts=attempts, cache_hit=cache_hit, cache_key=key, cost_usd=cost, request_params=sent)
 
     async def run_model(self, model: str, backend: Backend, todo: list[tuple[RenderedSample, int]]) -> ModelOutcome:
         spec = self.suite.models[model]
@@ -262,19 +244,16 @@ class SuiteRun:
     def _fill_measured_cost(self, model: str) -> None:
         spec = self.suite.models[model]
         info = {m["model"]: m for m in self.store.run_models(self.run_id)}[model]
-        rows = self.store.one("SELECT count(*) FROM results WHERE run_id = ? AND model = ? AND "
-                              "NOT cache_hit", [self.run_id, model])[0]
-        per_row = measured_gpu_cost_per_row(spec, float(info["wall_s"] or 0.0), int(rows))
+        rows = self.store.count_results(self.run_id, model, called_only=True)
+        per_row = measured_gpu_cost_per_row(spec, float(info["wall_s"] or 0.0), rows)
         if per_row is not None:
-            self.store.sql("UPDATE results SET cost_usd = ? WHERE run_id = ? AND model = ? AND "
-                                   "cost_usd IS NULL", [per_row, self.run_id, model])
+            self.store.fill_missing_cost(self.run_id, model, per_row)
 
     async def execute(self, backends: dict[str, Backend]) -> list[ModelOutcome]:
         todo_by_model: dict[str, list[tuple[RenderedSample, int]]] = {}
         for model in self.p.models:
             # Rows that failed are tried again on resume; a successful row is never re-requested.
-            self.store.sql("DELETE FROM results WHERE run_id = ? AND model = ? AND status = 'error'",
-                           [self.run_id, model])
+            self.store.delete_failed_results(self.run_id, model)
             done = self.store.done_keys(self.run_id, model)
             todo_by_model[model] = [(r, rep) for r in self.p.rendered for rep in range(self.suite.run.repeats)
                                     if (r.sample.id, rep) not in done]
@@ -310,7 +289,7 @@ def _check_resume(store: Store, prepared: Prepared, run_id: str) -> None:
     if run["dataset_hash"] != prepared.dataset.sha256:
         raise ConfigError(f"the dataset changed since run {run_id} started (sha256 differs); start a "
                           "new run", file=str(prepared.loaded.path), key="dataset.path")
-    stored = stored_sample_ids(store, run_id)
+    stored = store.sample_ids(run_id)
     wanted = {r.sample.id for r in prepared.rendered}
     if stored != wanted:
         raise ConfigError(f"run {run_id} was started with {len(stored)} samples but the suite now has "
@@ -336,7 +315,7 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         if resume:
             run_id = store.resolve_run_id(resume)
             stored_models = [m["model"] for m in store.run_models(run_id)]
-            prepared = prepare(loaded, models or stored_models, sample_ids=stored_sample_ids(store, run_id))
+            prepared = prepare(loaded, models or stored_models, sample_ids=store.sample_ids(run_id))
             _check_resume(store, prepared, run_id)
             store.set_run_status(run_id, "running")
         else:
@@ -346,19 +325,14 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         backends = create_backends(loaded, prepared.models)
         try:
             if not resume:
-                store.create_run(_run_row(prepared, run_id, argv or sys.argv))
-                store.insert_samples([{
-                    "run_id": run_id, "sample_id": r.sample.id, "position": r.sample.index,
-                    "slice": r.sample.slice, "fields": to_json(r.sample.fields),
-                    "messages": to_json(r.messages), "target": to_json(r.target)} for r in prepared.rendered])
+                store.create_run(run_row(loaded, prepared.dataset, run_id, len(prepared.rendered), argv or sys.argv))
+                store.insert_samples(sample_rows(run_id, prepared.rendered))
             suite_run = SuiteRun(prepared, store, run_id, use_cache, progress)
             try:
                 outcomes = asyncio.run(_execute_and_close(suite_run, backends))
             except KeyboardInterrupt:
                 suite_run.writer.flush()
-                for m in prepared.models:
-                    store.sql("UPDATE run_models SET status = 'interrupted' WHERE run_id = ? AND model = ? "
-                                      "AND status = 'running'", [run_id, m])
+                store.mark_models_interrupted(run_id, prepared.models)
                 store.set_run_status(run_id, "interrupted")
                 raise InterruptedRunError(f"interrupted; {suite_run.writer.written} results stored. Resume with: "
                                           f"evalkit run {loaded.path} --db {db_path} --resume {run_id}") from None

@@ -27,13 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evalkit import __version__
 from evalkit.analysis.metrics import compute_run_metrics
-from evalkit.config.provenance import host_info, package_versions, redact
+from evalkit.config.provenance import redact
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import InteropError, require
 from evalkit.records import Completion
-from evalkit.store.db import Store, now, to_json
+from evalkit.store.db import Store
+from evalkit.store.rows import new_run_id, result_row, run_row, sample_rows
 
 IMPORTED = "imported"  # runs.status of a run brought in from a foreign log
 _STOP = {"stop": "stop", "length": "max_tokens", "content_filter": "content_filter", "tool_calls": "tool_calls"}
@@ -83,9 +83,7 @@ def export_run(store: Store, run_id: str, out_dir: Path, models: list[str] | Non
     unknown = [m for m in chosen if m not in run_models]
     if unknown:
         raise InteropError(f"run {run_id} has no model {unknown[0]!r}; it has {sorted(run_models)}")
-    samples = {r["sample_id"]: r for r in store.dicts(
-        "SELECT sample_id, position, slice, messages, target FROM samples WHERE run_id = ? ORDER BY position",
-        [run_id])}
+    samples = {r["sample_id"]: r for r in store.samples(run_id)}
     metrics = {(m["model"], m["metric"]): m for m in store.metrics(run_id)}
     out_dir.mkdir(parents=True, exist_ok=True)
     created = _iso(run["created_at"]) or datetime.now(UTC).isoformat()
@@ -94,8 +92,7 @@ def export_run(store: Store, run_id: str, out_dir: Path, models: list[str] | Non
         model = run_models[name]
         config = _json(model["config"]) or {}
         params = config.get("params") or {}
-        rows = store.dicts("SELECT * FROM results WHERE run_id = ? AND model = ? ORDER BY sample_id, repeat",
-                           [run_id, name])
+        rows = store.model_results(run_id, name)
         rows.sort(key=lambda r: (samples.get(r["sample_id"], {}).get("position", 0), r["repeat"]))
         eval_samples = [_sample(r, samples.get(r["sample_id"], {}), _model_name(model)) for r in rows]
         scores = [EvalScore(name=score, scorer=score, scored_samples=int(m["n"] or 0),
@@ -244,7 +241,7 @@ def build_import(loaded: LoadedSuite, path: Path, name: str | None = None,
                  argv: list[str] | None = None) -> ImportedRun:
     """An inspect log as a run of one model of ``loaded``'s suite, scored by the suite; writes nothing."""
     from evalkit.scoring.prepare import prepare
-    from evalkit.store.rows import new_run_id
+
 
     log = read_log(path)
     name = name or _default_name(log.eval.model)
@@ -267,21 +264,13 @@ def build_import(loaded: LoadedSuite, path: Path, name: str | None = None,
             mismatched += 1
         rows.append(_result_row(run_id, name, s, rendered, prepared.scorer, digest))
     repeats = max(int(s.epoch) for s in log.samples)
-    run_row = {
-        "run_id": run_id, "suite_name": loaded.suite.name, "suite_version": loaded.suite.version,
-        "suite_path": str(loaded.path), "suite_hash": loaded.content_hash(), "suite_text": loaded.text,
-        "dataset_path": str(prepared.dataset.path), "dataset_hash": prepared.dataset.sha256,
-        "n_samples": len(used), "repeats": repeats, "status": IMPORTED, "created_at": now(),
-        "git_commit": log.eval.revision.commit if log.eval.revision else None,
-        "git_dirty": log.eval.revision.dirty if log.eval.revision else None,
-        "evalkit_version": __version__, "packages": package_versions(),
-        "config": redact({**loaded.suite.model_dump(mode="json", by_alias=True), "import": {
-            "source": "inspect", "log": str(path.resolve()), "sha256": digest, "eval_id": log.eval.eval_id,
-            "task": log.eval.task, "model": log.eval.model, "created": log.eval.created,
-            "log_packages": log.eval.packages, "log_scores": _log_scores(log),
-            "prompt_mismatches": mismatched}}),
-        "argv": redact(argv or sys.argv), "host": host_info(),
-    }
+    run = run_row(loaded, prepared.dataset, run_id, len(used), argv or sys.argv, status=IMPORTED, repeats=repeats,
+                  git=(log.eval.revision.commit, log.eval.revision.dirty) if log.eval.revision else (None, None),
+                  config_extra={"import": {
+                      "source": "inspect", "log": str(path.resolve()), "sha256": digest, "eval_id": log.eval.eval_id,
+                      "task": log.eval.task, "model": log.eval.model, "created": log.eval.created,
+                      "log_packages": log.eval.packages, "log_scores": _log_scores(log),
+                      "prompt_mismatches": mismatched}})
     model_row = {
         "run_id": run_id, "model": name, "provider": "inspect", "model_ref": log.eval.model,
         "identity": {"provider": "inspect", "model": log.eval.model, "log_sha256": digest},
@@ -290,24 +279,17 @@ def build_import(loaded: LoadedSuite, path: Path, name: str | None = None,
                           "log": str(path.resolve())}),
         "status": "complete", "started_at": _ts(log.stats.started_at), "finished_at": _ts(log.stats.completed_at),
         "wall_s": None, "n_calls": None, "error": None}
-    samples = [{"run_id": run_id, "sample_id": r.sample.id, "position": r.sample.index, "slice": r.sample.slice,
-                "fields": to_json(r.sample.fields), "messages": to_json(r.messages), "target": to_json(r.target)}
-               for r in used.values()]
-    return ImportedRun(run_row, model_row, samples, rows, loaded.suite.run.seed, loaded.suite.run.bootstrap)
+    return ImportedRun(run, model_row, sample_rows(run_id, list(used.values())), rows, loaded.suite.run.seed,
+                       loaded.suite.run.bootstrap)
 
 
 def store_import(store: Store, imported: ImportedRun) -> None:
     """Write an imported run in one transaction, then its metrics."""
-    store.sql("BEGIN TRANSACTION")
-    try:
+    with store.transaction():
         store.create_run(imported.run)
         store.upsert_run_model(imported.model)
         store.insert_samples(imported.samples)
         store.insert_results(imported.results)
-        store.sql("COMMIT")
-    except Exception:
-        store.sql("ROLLBACK")
-        raise
     compute_run_metrics(store, imported.run_id, imported.seed, imported.resamples)
 
 
@@ -337,24 +319,16 @@ def _result_row(run_id: str, model: str, s: Any, rendered: Any, scorer: Any, dig
     usage = out.usage
     text = out.completion if out is not None else ""
     score = scorer.error_score() if failed else scorer.score(rendered, Completion(text=text))
-    return {
-        "run_id": run_id, "model": model, "sample_id": rendered.sample.id, "repeat": int(s.epoch) - 1,
-        "status": "error" if failed else "ok", "output": None if failed and not text else text,
-        "parsed": to_json(score.parsed), "parse_error": score.parse_error, "schema_valid": score.schema_valid,
-        "schema_errors": to_json(score.schema_errors or None),
-        "feasible": score.feasible, "violations": to_json(score.violations if score.feasible is not None else None),
-        "quality": score.quality, "correct": score.correct, "confidence": score.confidence,
-        "score_error": score.score_error,
-        "latency_ms": out.time * 1000 if out.time is not None else None,
-        "ttft_ms": None,  # inspect logs do not record time to first token
-        "prompt_tokens": usage.input_tokens + (usage.input_tokens_cache_read or 0) + (usage.input_tokens_cache_write or 0)
+    measured = Completion(
+        text=text, latency_ms=out.time * 1000 if out.time is not None else None,
+        ttft_ms=None,  # inspect logs do not record time to first token
+        prompt_tokens=usage.input_tokens + (usage.input_tokens_cache_read or 0) + (usage.input_tokens_cache_write or 0)
         if usage is not None else None,
-        "completion_tokens": usage.output_tokens if usage is not None else None,
-        "cost_usd": usage.total_cost if usage is not None else None,
-        "finish_reason": _FINISH.get(out.stop_reason, out.stop_reason) if out.choices else None,
-        "resolved_model": out.model or None, "request_params": None, "logprobs": None,
-        "error": (s.error.message if s.error else out.error) if failed else None,
-        "error_kind": "inspect" if failed else None,
-        "attempts": 1 + len(s.error_retries or []), "cache_hit": False,
-        "cache_key": f"inspect:{digest}:{s.id}:{s.epoch}", "created_at": now(),
-    }
+        completion_tokens=usage.output_tokens if usage is not None else None,
+        finish_reason=_FINISH.get(out.stop_reason, out.stop_reason) if out.choices else None,
+        resolved_model=out.model or None)
+    return result_row(run_id, model, rendered.sample.id, int(s.epoch) - 1, score, measured,
+                      error=(s.error.message if s.error else out.error) if failed else None,
+                      error_kind="inspect" if failed else None, attempts=1 + len(s.error_retries or []),
+                      cache_hit=False, cache_key=f"inspect:{digest}:{s.id}:{s.epoch}",
+                      cost_usd=usage.total_cost if usage is not None else None, request_params=None)

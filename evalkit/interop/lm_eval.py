@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import yaml
 
 from evalkit.config.provenance import redact
@@ -34,15 +33,6 @@ from evalkit.config.suite import BASE_SUFFIX, LiteLLMModel, LoadedSuite, VLLMMod
 from evalkit.errors import ConfigError, RetentionError, require
 from evalkit.store.db import Store, now, to_json
 
-_SAMPLE_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("model", pa.string()), ("task", pa.string()), ("doc_id", pa.int32()),
-    ("metric", pa.string()), ("filter", pa.string()), ("value", pa.float64()), ("target", pa.string()),
-    ("response", pa.string())])
-_SUMMARY_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("model", pa.string()), ("model_ref", pa.string()), ("task", pa.string()),
-    ("metric", pa.string()), ("filter", pa.string()), ("value", pa.float64()), ("stderr", pa.float64()),
-    ("n", pa.int32()), ("higher_is_better", pa.bool_()), ("backend", pa.string()),
-    ("lm_eval_version", pa.string()), ("config", pa.string()), ("created_at", pa.timestamp("us"))])
 PLACEHOLDER_KEY = "EMPTY"  # sent when a model names no key, so no key from the environment reaches the server
 
 
@@ -244,24 +234,6 @@ def _rows(run_id: str, ep: Endpoint, out: dict[str, Any], backend: str, settings
     return summary, docs
 
 
-def store_retention(store: Store, run_id: str, model: str, summary: list[dict[str, Any]],
-                    docs: list[dict[str, Any]]) -> None:
-    """Replace one model's retention rows of a run, in one transaction (batched Arrow inserts)."""
-    store.sql("BEGIN TRANSACTION")
-    try:
-        for table in ("retention", "retention_samples"):
-            store.sql(f"DELETE FROM {table} WHERE run_id = ? AND model = ?", [run_id, model])
-        for table, rows, schema in (("retention", summary, _SUMMARY_SCHEMA), ("retention_samples", docs, _SAMPLE_SCHEMA)):
-            if rows:
-                store.con.register("_evalkit_retention_batch", pa.Table.from_pylist(rows, schema=schema))
-                store.sql(f"INSERT INTO {table} BY NAME SELECT * FROM _evalkit_retention_batch")
-                store.con.unregister("_evalkit_retention_batch")
-        store.sql("COMMIT")
-    except Exception:
-        store.sql("ROLLBACK")
-        raise
-
-
 @dataclass(frozen=True)
 class RetentionPlan:
     """A checked retention section: lm-eval's task arguments and the two endpoints, keys present."""
@@ -303,7 +275,7 @@ def run_retention(loaded: LoadedSuite, store: Store, run_id: str, plan: Retentio
         results[ep.name] = _rows(run_id, ep, evaluate_endpoint(loaded, ep, plan.tasks, plan.include), spec.backend,
                                  {**settings, "served_model": ep.served, "api_base": ep.api_base})
     for name, (summary, docs) in results.items():
-        store_retention(store, run_id, name, summary, docs)
+        store.replace_retention(run_id, name, summary, docs)
     return [row for summary, _ in results.values() for row in summary]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.analysis.costs import DAYS_PER_MONTH, monthly_cost
 from evalkit.errors import ConfigError
 from evalkit.report import charts
 from evalkit.store.db import Store
@@ -60,9 +61,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         metrics.setdefault(row["model"], {})[row["metric"]] = row
     baseline, candidate = _pick_sides(config, names, baseline, candidate)
 
-    frame = store.results_frame(run_id, "r.model, r.sample_id, r.status, r.correct, r.quality, r.confidence, "
-                                        "r.latency_ms, r.output, r.error, r.violations, s.target, s.slice, "
-                                        "contains(r.request_params, '\"latency_kind\": \"batch\"') AS batch_call")
+    frame = store.report_frame(run_id)
     models = []
     for m in model_rows:
         rows = frame[frame["model"] == m["model"]]
@@ -75,7 +74,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
             "error": m["error"], "color": colors[m["model"]], "metrics": metrics[m["model"]],
             "config": json.dumps(json.loads(m["config"]) if m["config"] else {}, indent=2),
             "adapter": json.dumps(json.loads(m["adapter"]), indent=2) if m["adapter"] else None,
-            "monthly_cost": None if cost is None else cost * volume_per_day / 1000 * 30,
+            "monthly_cost": monthly_cost(cost, volume_per_day),
             "reliability": charts.reliability(m["model"], colors[m["model"]],
                                               rows.loc[has, "confidence"].to_numpy(float),
                                               rows.loc[has, "correct"].astype(float).to_numpy()),
@@ -111,6 +110,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
     return {
         "run": run, "packages": packages, "models": models, "scorecard": SCORECARD, "baseline": baseline,
         "candidate": candidate, "comparison": comparison, "volume_per_day": volume_per_day,
+        "days_per_month": DAYS_PER_MONTH,
         "latency_chart": lat_chart, "cost_chart": charts.cost_quality(cq_points, colors),
         "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
     }
@@ -118,17 +118,11 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
 
 def _routing(store: Store, run_id: str) -> dict[str, Any] | None:
     """The newest stored routing analysis of this run (``evalkit route``), cascade style, if any."""
-    latest = store.one("SELECT small, large, signal, max(created_at) FROM routing_policies WHERE run_id = ? "
-                       "GROUP BY ALL ORDER BY 4 DESC LIMIT 1", [run_id])
+    latest = store.latest_routing(run_id, "cascade")
     if latest is None:
         return None
-    small, large, signal, _ = latest
-    key = [run_id, small, large, signal]
-    policies = store.dicts("SELECT * FROM routing_policies WHERE run_id = ? AND small = ? AND large = ? AND signal = ? "
-                           "AND style = 'cascade' ORDER BY share_escalated, threshold", key)
-    folds = [json.loads(r[0]) for r in store.sql(
-        "SELECT detail FROM routing_recommendations WHERE run_id = ? AND small = ? AND large = ? AND signal = ? "
-        "AND style = 'cascade' ORDER BY fold", key)]
+    key, policies, folds = latest
+    small, large, signal = key["small"], key["large"], key["signal"]
     ends = {"small": policies[0], "large": policies[-1]}
     marks = [{"label": f"{small} only", "cost": ends["small"]["cost_per_1k"], "accuracy": ends["small"]["accuracy"]},
              {"label": f"{large} only", "cost": ends["large"]["cost_per_1k"], "accuracy": ends["large"]["accuracy"]}]

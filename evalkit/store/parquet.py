@@ -6,13 +6,15 @@ version, run id, row counts). Parquet keeps the column types, and DuckDB reads i
 
 Importing several folders merges them into one new run when they are parts of the same suite run
 (``evalkit run --shard I/N`` on several machines or replicas): same suite hash, same dataset hash,
-same models, and no sample in two parts. The merged run's metrics are recomputed from the merged rows
-with the suite's seed, so they equal those of one unsharded run over the same answers.
+same models, and no sample in two parts. The merged run's metrics are then recomputed from the merged
+rows with the suite's seed (by the caller: analysis comes after the store), so they equal those of one
+unsharded run over the same answers.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 from evalkit import __version__
 from evalkit.errors import ConfigError, StoreError
 from evalkit.store.db import Store, now, to_json
+from evalkit.store.rows import new_run_id
 
 FORMAT = "evalkit.parquet/1"
 TABLES = ("runs", "run_models", "samples", "results", "metrics")
@@ -36,7 +39,7 @@ def export_run(store: Store, run_id: str, folder: str | Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for table in TABLES + RUN_LEVEL_TABLES:
-        arrow = store.con.execute(f"SELECT * FROM {table} WHERE run_id = ?", [run_id]).to_arrow_table()
+        arrow = store.arrow(f"SELECT * FROM {table} WHERE run_id = ?", [run_id])
         pq.write_table(arrow, out / f"{table}.parquet")
         counts[table] = arrow.num_rows
     manifest = {"format": FORMAT, "evalkit_version": __version__, "schema_version": store.schema_version(),
@@ -66,13 +69,20 @@ def _read(store: Store, folder: Path, table: str) -> list[dict[str, Any]]:
     return store.dicts("SELECT * FROM read_parquet(?)", [str(folder / f"{table}.parquet")])
 
 
-def import_runs(store: Store, folders: list[str | Path], run_id: str | None = None) -> str:
+@dataclass(frozen=True)
+class ParquetImport:
+    """The run an import wrote; ``merged``: several shards became one run, whose metrics are still to compute
+    (:func:`evalkit.analysis.metrics.recompute_run_metrics`) — one export keeps its own."""
+
+    run_id: str
+    merged: bool
+
+
+def import_runs(store: Store, folders: list[str | Path], run_id: str | None = None) -> ParquetImport:
     """Import one exported run (under its own id, or ``run_id``), or merge several shards into one new run.
 
-    Returns the id of the run that was written. Nothing is written when a check fails.
+    Nothing is written when a check fails.
     """
-    from evalkit.analysis.metrics import compute_run_metrics
-    from evalkit.store.rows import new_run_id
 
     paths = [Path(f) for f in folders]
     if not paths:
@@ -84,7 +94,7 @@ def import_runs(store: Store, folders: list[str | Path], run_id: str | None = No
     else:
         _check_mergeable(paths, runs, [_read(store, p, "run_models") for p in paths])
         target = run_id or new_run_id()
-    if store.one("SELECT 1 FROM runs WHERE run_id = ?", [target]):
+    if store.has_run(target):
         raise StoreError(f"{store.path} already has a run '{target}'; pass --run-id NEW_ID to import it under "
                          "another id")
     sources = [str(p / "{table}.parquet") for p in paths]
@@ -92,12 +102,9 @@ def import_runs(store: Store, folders: list[str | Path], run_id: str | None = No
     def files(table: str) -> list[str]:
         return [s.format(table=table) for s in sources]
 
-    store.sql("BEGIN TRANSACTION")
-    try:
+    with store.transaction():
         run_row = _merged_run(runs, target, manifests)
-        cols = list(run_row)
-        store.sql(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                  [to_json(v) if isinstance(v, (dict, list)) else v for v in run_row.values()])
+        store.create_run(run_row)
         for table in ("samples", "results"):
             # One set-based statement per table (never row by row); the run id is rewritten on the way in.
             store.sql(f"INSERT INTO {table} BY NAME SELECT * REPLACE (?::VARCHAR AS run_id) "
@@ -108,15 +115,7 @@ def import_runs(store: Store, folders: list[str | Path], run_id: str | None = No
                 if (paths[0] / f"{table}.parquet").is_file():  # exports of older versions lack the newer tables
                     store.sql(f"INSERT INTO {table} BY NAME SELECT * REPLACE (?::VARCHAR AS run_id) "
                               "FROM read_parquet(?)", [target, files(table)[0]])
-        store.sql("COMMIT")
-    except Exception:
-        store.sql("ROLLBACK")
-        raise
-    if len(paths) > 1:
-        config = json.loads(run_row["config"]) if isinstance(run_row["config"], str) else run_row["config"] or {}
-        run_cfg = config.get("run") or {}
-        compute_run_metrics(store, target, int(run_cfg.get("seed", 0)), int(run_cfg.get("bootstrap", 1000)))
-    return target
+    return ParquetImport(target, merged=len(paths) > 1)
 
 
 def _check_mergeable(paths: list[Path], runs: list[dict[str, Any]], models: list[list[dict[str, Any]]]) -> None:

@@ -18,10 +18,10 @@ document.querySelectorAll("table.sortable th").forEach(function (th, col) {
 var volume = document.getElementById("volume");
 if (volume) {
   volume.addEventListener("input", function () {
-    var v = parseFloat(volume.value) || 0;
+    var v = parseFloat(volume.value) || 0, days = parseFloat(volume.dataset.daysPerMonth);  // evalkit.analysis.costs
     document.querySelectorAll("[data-cost-per-1k]").forEach(function (cell) {
       var c = parseFloat(cell.dataset.costPer1k);
-      cell.textContent = isNaN(c) ? "—" : "$" + (c * v / 1000 * 30).toLocaleString(undefined, {maximumFractionDigits: 2});
+      cell.textContent = isNaN(c) ? "—" : "$" + (c / 1000 * v * days).toLocaleString(undefined, {maximumFractionDigits: 2});
     });
   });
 }

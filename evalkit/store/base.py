@@ -1,0 +1,181 @@
+"""The connection under every store query: opening and migrating a DuckDB file, running statements,
+transactions, and the one batch-insert path (an Arrow table per batch, never a row at a time).
+
+Only :mod:`evalkit.store` holds SQL and the connection; every other stage calls the query methods of
+:class:`evalkit.store.db.Store` (``tests/test_layout.py`` keeps it so).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from evalkit.errors import StoreError
+from evalkit.store.migrations import MIGRATIONS
+
+
+def now() -> datetime:
+    """UTC now without tzinfo: DuckDB TIMESTAMP columns hold naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_json(value: Any) -> str | None:
+    """A value as the text of a JSON column (None stays NULL)."""
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def json_values(row: dict[str, Any]) -> list[Any]:
+    """A row's values ready for a parameterised INSERT: dicts and lists as JSON text."""
+    return [to_json(v) if isinstance(v, (dict, list)) else v for v in row.values()]
+
+
+class StoreBase:
+    """An open evalkit DuckDB file, migrated to the current schema."""
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self._depth = 0  # open transaction() blocks: only the outermost one begins and commits
+        if read_only and not self.path.is_file():
+            raise StoreError(f"no evalkit store at {self.path} (run a suite first, or pass --db PATH)")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                pid = re.search(r"PID (\d+)", text)
+                holder = f" (PID {pid.group(1)})" if pid else ""
+                raise StoreError(f"{self.path} is in use by another process{holder}; wait for it to "
+                                 "finish or use another --db file") from None
+            raise StoreError(f"{self.path} cannot be opened as a DuckDB database: "
+                             f"{text.splitlines()[0]}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path} cannot be opened: {str(exc).splitlines()[0]}") from None
+        self._check_and_migrate(read_only)
+
+    # -- statements ---------------------------------------------------------------------------
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement and consume its result (DuckDB requires it before the next one)."""
+        return self._con.execute(query, params).fetchall()
+
+    def one(self, query: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+        """The first row of a query, or None (the whole result is consumed)."""
+        rows = self.sql(query, params)
+        return rows[0] if rows else None
+
+    def dicts(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """A query's rows as dicts keyed by column name."""
+        cur = self._con.execute(query, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def frame(self, query: str, params: Sequence[Any] | None = None) -> Any:
+        """A query's rows as a pandas DataFrame."""
+        return self._con.execute(query, params).df()
+
+    def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """A query's rows as an Arrow table."""
+        return self._con.execute(query, params).to_arrow_table()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All statements inside commit together or not at all; nested blocks join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.sql("BEGIN TRANSACTION")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.sql("ROLLBACK")
+            raise
+        self._depth = 0
+        self.sql("COMMIT")
+
+    def insert_batch(self, table: str, rows: list[dict[str, Any]] | Any, schema: pa.Schema | None = None,
+                     on_conflict_skip: bool = False) -> int:
+        """Insert rows (dicts with ``schema``, or a DataFrame / Arrow table) in one statement, by column name.
+
+        With ``on_conflict_skip`` rows whose key is already stored are left out. Returns the rows written.
+        """
+        if isinstance(rows, list):
+            if not rows:
+                return 0
+            rows = pa.Table.from_pylist(rows, schema=schema)
+        view = f"_evalkit_{table}_batch"
+        self._con.register(view, rows)
+        try:
+            # DuckDB reports the rows an INSERT wrote; ON CONFLICT DO NOTHING leaves the skipped ones out.
+            written = self.one(f"INSERT INTO {table} BY NAME SELECT * FROM {view}"
+                               + (" ON CONFLICT DO NOTHING" if on_conflict_skip else ""))
+        finally:
+            self._con.unregister(view)
+        return int(written[0]) if written else 0
+
+    def insert_row(self, table: str, row: dict[str, Any]) -> None:
+        """Insert one row of a small table (runs); dicts and lists become JSON text."""
+        cols = list(row)
+        self.sql(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", json_values(row))
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> StoreBase:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------------
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")}
+
+    def schema_version(self) -> int:
+        """The store's migration version (0: not yet an evalkit store)."""
+        if "schema_migrations" not in self._tables():
+            return 0
+        row = self.one("SELECT max(version) FROM schema_migrations")
+        return int(row[0] or 0) if row else 0
+
+    def _check_and_migrate(self, read_only: bool) -> None:
+        tables = self._tables()
+        if tables and "schema_migrations" not in tables:
+            raise StoreError(f"{self.path} is a DuckDB file but not an evalkit store (tables: "
+                             f"{sorted(tables)[:6]}); use another --db file")
+        current = self.schema_version()
+        latest = MIGRATIONS[-1][0]
+        if current > latest:
+            raise StoreError(f"{self.path} was written by a newer evalkit (schema {current} > {latest}); "
+                             "upgrade evalkit")
+        if current == latest:
+            return
+        if read_only:
+            raise StoreError(f"{self.path} needs a schema upgrade ({current} → {latest}); open it once "
+                             "with a writing command such as 'evalkit run'")
+        self.sql("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                 "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+        for version, name, sql in MIGRATIONS:
+            if version <= current:
+                continue
+            try:
+                with self.transaction():
+                    self.sql(sql)
+                    self.sql("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, now()])
+            except duckdb.Error as exc:
+                raise StoreError(f"migration {version} ({name}) failed on {self.path}: {exc}") from None
