@@ -1,16 +1,19 @@
 """evalkit: prove, with numbers, whether a fine-tuned small model can replace a frontier model.
 
-Pipeline: suite → dataset → prompts → backends → scorers → store → metrics → report / gate.
+Pipeline, one package per stage: config → backends → scoring → store → analysis → interop → engine → report → cli
+(README, "Architecture").
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import Any
+
+from evalkit.version import __version__
 
 __all__ = ["__version__", "load_suite", "run_suite", "Store"]
 
 
-def __getattr__(name: str):  # lazy: `import evalkit` stays cheap and needs no heavy dependency
+def __getattr__(name: str) -> Any:  # lazy: `import evalkit` stays cheap and needs no heavy dependency
     if name == "load_suite":
         from evalkit.config.loader import load_suite
 

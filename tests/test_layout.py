@@ -2,7 +2,7 @@
 
 Stages, in import order (a module may import its own stage and the stages before it, never after):
 
-    ground    errors, records      the error tree; ChatRequest / Completion
+    ground    errors, records, version   the error tree; ChatRequest / Completion; __version__
     config    suite, loader, dataset, prompts, shards, provenance
     backends  one module per provider, the registry
     scoring   parse, built-ins, custom, confidence, the per-sample pipeline, prepare
@@ -27,7 +27,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "evalkit"
 STAGES = ["ground", "config", "backends", "scoring", "store", "analysis", "interop", "engine", "report", "cli"]
-GROUND = {"evalkit.errors", "evalkit.records"}
+GROUND = {"evalkit.errors", "evalkit.records", "evalkit.version"}
 MAX_LINES = 400
 
 

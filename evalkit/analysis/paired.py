@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
@@ -276,8 +277,9 @@ def mcnemar_tests(pairing: Pairing) -> dict[str, McNemar]:
 def regressions(pairing: Pairing, limit: int | None = None) -> list[dict[str, Any]]:
     """Samples the candidate gets wrong (or newly invalid or infeasible) that the baseline got right."""
     rows = pairing.rows
-    def lost(column: str) -> np.ndarray:  # had it on the baseline side, lost it on the candidate side
-        return (flags(rows[f"{column}_b"]) > 0) & (flags(rows[f"{column}_c"]) == 0)
+    def lost(column: str) -> npt.NDArray[np.bool_]:  # had it on the baseline side, lost it on the candidate side
+        had: npt.NDArray[np.bool_] = (flags(rows[f"{column}_b"]) > 0) & (flags(rows[f"{column}_c"]) == 0)
+        return had
 
     lost_correct, lost_valid, lost_feasible = lost("correct"), lost("schema_valid"), lost("feasible")
     where = np.flatnonzero(lost_correct | lost_valid | lost_feasible)

@@ -110,12 +110,13 @@ def evaluate_policy(d: RoutingData, t: float, style: str) -> Policy:
     conf = np.where(esc, d.conf_l, d.conf_s)
     has = ~np.isnan(conf)
     brier = float(np.mean((conf[has] - correct[has]) ** 2)) if has.all() and has.any() else None
-    feasible = None if d.feasible_s is None else float(np.where(esc, d.feasible_l, d.feasible_s).mean())
+    feasible = (None if d.feasible_s is None or d.feasible_l is None
+                else float(np.where(esc, d.feasible_l, d.feasible_s).mean()))
     if style == "cascade":
-        cost = None if d.cost_s is None else d.cost_s + np.where(esc, d.cost_l, 0.0)
+        cost = None if d.cost_s is None or d.cost_l is None else d.cost_s + np.where(esc, d.cost_l, 0.0)
         latency = d.latency_s + np.where(esc, d.latency_l, 0.0)
     else:
-        cost = None if d.cost_s is None else np.where(esc, d.cost_l, d.cost_s)
+        cost = None if d.cost_s is None or d.cost_l is None else np.where(esc, d.cost_l, d.cost_s)
         latency = np.where(esc, d.latency_l, d.latency_s)
     lat = latency[~np.isnan(latency)]
     return Policy(style=style, threshold=float(t), share_escalated=float(esc.mean()), accuracy=float(correct.mean()),
@@ -145,7 +146,8 @@ def sweep(d: RoutingData, style: str) -> list[Policy]:
 def oracle(d: RoutingData) -> dict[str, Any]:
     """The upper bound: escalate exactly the samples the small model gets wrong and the large one right."""
     esc = (d.correct_s == 0) & (d.correct_l == 1)
-    cost = None if d.cost_s is None else float((d.cost_s + np.where(esc, d.cost_l, 0.0)).mean() * 1000)
+    cost = (None if d.cost_s is None or d.cost_l is None
+            else float((d.cost_s + np.where(esc, d.cost_l, 0.0)).mean() * 1000))
     return {"share_escalated": float(esc.mean()), "accuracy": float(np.maximum(d.correct_s, d.correct_l).mean()),
             "cost_per_1k": cost}
 
@@ -167,7 +169,7 @@ def choose(policies: list[Policy], large_accuracy: float, max_drop: float) -> Po
 def recommend(d: RoutingData, style: str, max_drop: float, seed: int = 0, resamples: int = 2000) -> list[dict[str, Any]]:
     """Choose on one half, evaluate on the other, both ways; CI of the held-out accuracy difference."""
     mask = split_mask(d.sample_ids, seed)
-    folds = []
+    folds: list[dict[str, Any]] = []
     for name, fit, test in (("A→B", mask, ~mask), ("B→A", ~mask, mask)):
         if fit.sum() < 2 or test.sum() < 2:
             raise ConfigError("too few paired samples to split for a recommendation (need at least 4)")

@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from evalkit import __version__
 from evalkit.errors import EvalkitError
+from evalkit.version import __version__
 
 
 class _Group(click.Group):

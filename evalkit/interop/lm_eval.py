@@ -198,7 +198,8 @@ def evaluate_endpoint(loaded: LoadedSuite, ep: Endpoint, tasks: list[str | dict[
                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     if not out or not out.get("results"):
         raise RetentionError(f"lm-eval returned no results for '{ep.name}'")
-    return out
+    results: dict[str, Any] = out
+    return results
 
 
 def _rows(run_id: str, ep: Endpoint, out: dict[str, Any], backend: str, settings: dict[str, Any]

@@ -8,17 +8,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from evalkit.store.base import StoreBase
+from evalkit.store.base import StoreBase, arrow_schema
 
-RETENTION_SAMPLE_SCHEMA = pa.schema([
+RETENTION_SAMPLE_SCHEMA = arrow_schema(
     ("run_id", pa.string()), ("model", pa.string()), ("task", pa.string()), ("doc_id", pa.int32()),
     ("metric", pa.string()), ("filter", pa.string()), ("value", pa.float64()), ("target", pa.string()),
-    ("response", pa.string())])
-RETENTION_SCHEMA = pa.schema([
+    ("response", pa.string()))
+RETENTION_SCHEMA = arrow_schema(
     ("run_id", pa.string()), ("model", pa.string()), ("model_ref", pa.string()), ("task", pa.string()),
     ("metric", pa.string()), ("filter", pa.string()), ("value", pa.float64()), ("stderr", pa.float64()),
     ("n", pa.int32()), ("higher_is_better", pa.bool_()), ("backend", pa.string()),
-    ("lm_eval_version", pa.string()), ("config", pa.string()), ("created_at", pa.timestamp("us"))])
+    ("lm_eval_version", pa.string()), ("config", pa.string()), ("created_at", pa.timestamp("us")))
 _ROUTING_KEY = "run_id = ? AND small = ? AND large = ? AND signal = ?"
 
 

@@ -32,6 +32,11 @@ def to_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
 
+def arrow_schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    """An Arrow schema from (column, type) pairs: the types a batch of rows is inserted with."""
+    return pa.schema(list(fields))
+
+
 def json_values(row: dict[str, Any]) -> list[Any]:
     """A row's values ready for a parameterised INSERT: dicts and lists as JSON text."""
     return [to_json(v) if isinstance(v, (dict, list)) else v for v in row.values()]
@@ -84,7 +89,9 @@ class StoreBase:
 
     def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
         """A query's rows as an Arrow table."""
-        return self._con.execute(query, params).to_arrow_table()
+        table = self._con.execute(query, params).to_arrow_table()
+        assert table is not None, query  # a query has a result set: DuckDB gives None only for statements
+        return table
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

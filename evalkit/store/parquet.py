@@ -20,10 +20,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from evalkit import __version__
 from evalkit.errors import ConfigError, StoreError
 from evalkit.store.db import Store, now, to_json
 from evalkit.store.rows import new_run_id
+from evalkit.version import __version__
 
 FORMAT = "evalkit.parquet/1"
 TABLES = ("runs", "run_models", "samples", "results", "metrics")
@@ -62,7 +62,8 @@ def _manifest(folder: Path, store: Store) -> dict[str, Any]:
     for table in TABLES:
         if not (folder / f"{table}.parquet").is_file():
             raise ConfigError(f"{folder}: {table}.parquet is missing")
-    return manifest
+    checked: dict[str, Any] = manifest
+    return checked
 
 
 def _read(store: Store, folder: Path, table: str) -> list[dict[str, Any]]:

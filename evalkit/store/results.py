@@ -11,9 +11,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from evalkit.store.base import StoreBase
+from evalkit.store.base import StoreBase, arrow_schema
 
-RESULT_SCHEMA = pa.schema([
+RESULT_SCHEMA = arrow_schema(
     ("run_id", pa.string()), ("model", pa.string()), ("sample_id", pa.string()),
     ("repeat", pa.int32()), ("status", pa.string()), ("output", pa.string()),
     ("parsed", pa.string()), ("parse_error", pa.string()), ("schema_valid", pa.bool_()),
@@ -25,12 +25,12 @@ RESULT_SCHEMA = pa.schema([
     ("logprobs", pa.string()), ("error", pa.string()), ("error_kind", pa.string()),
     ("attempts", pa.int32()), ("cache_hit", pa.bool_()), ("cache_key", pa.string()),
     ("created_at", pa.timestamp("us")),
-])
+)
 SAMPLE_COLUMNS = ("position", "slice", "fields", "messages", "target")
 JSON_RESULT_COLUMNS = ("parsed", "schema_errors", "violations", "request_params", "logprobs")
-METRIC_SCHEMA = pa.schema([
+METRIC_SCHEMA = arrow_schema(
     ("run_id", pa.string()), ("model", pa.string()), ("metric", pa.string()),
-    ("value", pa.float64()), ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("n", pa.int64())])
+    ("value", pa.float64()), ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("n", pa.int64()))
 # What a paired comparison reads of each side (joined with the sample's slice and target).
 SIDE_COLUMNS = ("r.sample_id, r.repeat, r.status, r.correct, r.quality, r.schema_valid, r.feasible, r.confidence, "
                 "r.latency_ms, r.ttft_ms, r.cost_usd, r.output, r.violations, r.error, s.slice, s.target")

@@ -10,7 +10,6 @@ import secrets
 import time
 from typing import Any
 
-from evalkit import __version__
 from evalkit.config.dataset import Dataset
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.provenance import git_state, host_info, package_versions, redact
@@ -18,6 +17,7 @@ from evalkit.config.suite import LoadedSuite
 from evalkit.records import Completion
 from evalkit.scoring.pipeline import Score
 from evalkit.store.base import now, to_json
+from evalkit.version import __version__
 
 
 def new_run_id() -> str:

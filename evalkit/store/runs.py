@@ -7,12 +7,12 @@ from typing import Any
 import pyarrow as pa
 
 from evalkit.errors import RunNotFoundError
-from evalkit.store.base import StoreBase, json_values, now
+from evalkit.store.base import StoreBase, arrow_schema, json_values, now
 
-SAMPLE_SCHEMA = pa.schema([
+SAMPLE_SCHEMA = arrow_schema(
     ("run_id", pa.string()), ("sample_id", pa.string()), ("position", pa.int32()),
     ("slice", pa.string()), ("fields", pa.string()), ("messages", pa.string()), ("target", pa.string()),
-])
+)
 
 
 class RunQueries(StoreBase):
