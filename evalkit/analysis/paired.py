@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -323,3 +323,17 @@ def slice_table(pairing: Pairing) -> list[dict[str, Any]]:
 
 __all__ = ["PAIRED_METRICS", "flags", "Side", "Pairing", "McNemar", "Delta", "parse_side", "pair", "mcnemar", "mcnemar_tests",
            "paired_bootstrap", "paired_deltas", "regressions", "slice_table"]
+
+
+COMPARE_FORMAT = "evalkit.compare/1"
+
+
+def compare_document(pairing: Pairing, seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
+    """The ``evalkit.compare/1`` document: every paired delta with its CI, McNemar tests, regressions, slices."""
+    regressed = regressions(pairing)
+    return {"format": COMPARE_FORMAT, "baseline": str(pairing.baseline), "candidate": str(pairing.candidate),
+            "n_pairs": len(pairing.rows), "only_baseline": pairing.only_baseline,
+            "only_candidate": pairing.only_candidate, "unpaired_repeats": pairing.unpaired_repeats,
+            "deltas": {k: asdict(v) for k, v in paired_deltas(pairing, seed, resamples).items()},
+            "mcnemar": {k: asdict(v) for k, v in mcnemar_tests(pairing).items()},
+            "regressions": regressed, "slices": slice_table(pairing), "n_regressions": len(regressed)}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -27,20 +26,13 @@ EXIT_REGRESSION = 1
 def compare(run_id: str, baseline: str, candidate: str, db: str | None, seed: int, resamples: int,
             as_json: bool) -> None:
     """Paired comparison of two models of a run, or of one model across two runs."""
-    from evalkit.analysis.paired import mcnemar_tests, pair, paired_deltas, parse_side, regressions, slice_table
+    from evalkit.analysis.paired import compare_document, pair, parse_side
     from evalkit.store import Store
 
     with Store(db or default_db(), read_only=True) as store:
         run = None if run_id == "latest" and ":" in baseline and ":" in candidate else store.resolve_run_id(run_id)
         pairing = pair(store, parse_side(baseline, run, store), parse_side(candidate, run, store))
-        report = {"format": "evalkit.compare/1", "baseline": str(pairing.baseline),
-                  "candidate": str(pairing.candidate), "n_pairs": len(pairing.rows),
-                  "only_baseline": pairing.only_baseline, "only_candidate": pairing.only_candidate,
-                  "unpaired_repeats": pairing.unpaired_repeats,
-                  "deltas": {k: asdict(v) for k, v in paired_deltas(pairing, seed, resamples).items()},
-                  "mcnemar": {k: asdict(v) for k, v in mcnemar_tests(pairing).items()},
-                  "regressions": regressions(pairing), "slices": slice_table(pairing)}
-        report["n_regressions"] = len(report["regressions"])
+        report = compare_document(pairing, seed, resamples)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
