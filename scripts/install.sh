@@ -12,12 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=${1:-}
 PYTHON=${PYTHON:-python3}
-lock=requirements/${extras:+${extras//,/-}}
-lock=${lock%/}
-[ -n "$extras" ] || lock=requirements/base
-lock=$lock.txt
-if [ ! -f "$lock" ]; then
-  echo "error: no lock file $lock for extras '${extras}'; add the set to scripts/lock.sh and run it" >&2
+lock=requirements/${extras//,/-}.txt
+if [ -z "$extras" ] || [ ! -f "$lock" ]; then
+  echo "error: no lock file for extras '${extras}' ($lock); add the set to scripts/lock.sh (and scripts/check_lock.py) and run it" >&2
   exit 1
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
