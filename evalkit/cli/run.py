@@ -27,11 +27,12 @@ EXIT_INCOMPLETE = 4
 def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, no_cache: bool,
         resume: str | None, as_json: bool, quiet: bool, shard: str | None) -> None:
     """Run every model of SUITE over its dataset, score each sample and store everything."""
-    from evalkit.analysis.summary import render_table, run_payload
+    from evalkit.analysis.summary import run_payload
     from evalkit.config.loader import load_suite
     from evalkit.config.shards import parse_shard
     from evalkit.engine.progress import default_progress
     from evalkit.engine.runner import run_suite
+    from evalkit.report.terminal import render_table
     from evalkit.store import Store
 
     loaded = load_suite(suite)
@@ -58,7 +59,8 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (format evalkit.show/1).")
 def show(run_id: str, db: str | None, as_json: bool) -> None:
     """Show the metrics of RUN_ID (an id, a unique prefix, or 'latest')."""
-    from evalkit.analysis.summary import render_table, run_payload
+    from evalkit.analysis.summary import run_payload
+    from evalkit.report.terminal import render_table
     from evalkit.store import Store
 
     with Store(db or default_db(), read_only=True) as store:

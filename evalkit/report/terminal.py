@@ -1,4 +1,5 @@
-"""Terminal renderings of analysis documents that are not verdicts: the routing sweep (``evalkit route``)."""
+"""Terminal renderings of analysis documents that are not verdicts: a run's metrics (``evalkit run`` and
+``evalkit show``, from the ``evalkit.show/1`` document) and the routing sweep (``evalkit route``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import io
 from typing import Any
 
 from evalkit.analysis.costs import monthly_cost
+from evalkit.analysis.metrics import METRICS
 
 
 def _usd(v: float | None) -> str:
@@ -54,4 +56,45 @@ def render_route(r: dict[str, Any]) -> str:
         console.print(f"self-hosting {r['small']} on one always-on GPU (${hosting['self_hosted_monthly_usd']:,.0f}/month) "
                       f"beats {r['large']}'s API (${hosting['api_cost_per_call']:.5f}/call) above "
                       f"{hosting['break_even_calls_per_day']:,.0f} calls/day")
+    return buffer.getvalue().rstrip()
+
+
+def _fmt(metric: str, v: dict[str, Any] | None) -> str:
+    if v is None or v["value"] is None:
+        return "—"
+    value = v["value"]
+    if metric.startswith(("latency", "ttft")):
+        text = f"{value:,.0f} ms"
+    elif metric.startswith("cost"):
+        text = f"${value:,.4f}"
+    elif metric in ("n", "n_errors", "n_score_errors", "prompt_tokens", "completion_tokens"):
+        text = f"{value:,.0f}"
+    elif metric.endswith("_mean") and "tokens" in metric:
+        text = f"{value:,.1f}"
+    else:
+        text = f"{value:.3f}"
+    if v.get("ci_low") is not None and v.get("ci_high") is not None and not metric.startswith("cost"):
+        text += f" [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+    return text
+
+
+def render_table(payload: dict[str, Any]) -> str:
+    """The metrics as a plain-text table, one column per model."""
+    from rich.console import Console
+    from rich.table import Table
+
+    run = payload["run"]
+    table = Table(title=f"{run['suite']} · run {run['run_id']} · {run['status']} · n={run['n_samples']}")
+    table.add_column("metric")
+    names = list(payload["models"])
+    for name in names:
+        m = payload["models"][name]
+        table.add_column(f"{name}\n{m.get('model_ref') or ''}", justify="right")
+    for metric in METRICS:
+        cells = [_fmt(metric, payload["models"][n]["metrics"].get(metric)) for n in names]
+        if all(c == "—" for c in cells):
+            continue
+        table.add_row(metric, *cells)
+    buffer = io.StringIO()
+    Console(file=buffer, width=160, color_system=None).print(table)
     return buffer.getvalue().rstrip()
