@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 
 from evalkit.backends.base import Backend
-from evalkit.config.suite import LiteLLMModel, LoadedSuite, VLLMModel
+from evalkit.config.model_specs import LiteLLMModel, VLLMModel
+from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
 from evalkit.records import ChatRequest, Completion
 

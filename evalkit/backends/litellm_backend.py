@@ -8,7 +8,7 @@ from typing import Any
 
 from evalkit.backends.base import RETRYABLE_STATUS, retry_after_seconds
 from evalkit.backends.openai_http import convert_logprobs
-from evalkit.config.suite import LiteLLMModel
+from evalkit.config.model_specs import LiteLLMModel
 from evalkit.errors import BackendError
 from evalkit.records import ChatRequest, Completion
 

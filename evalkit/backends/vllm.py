@@ -15,8 +15,9 @@ from typing import Any
 
 from evalkit.backends.openai_http import OpenAICompatibleClient
 from evalkit.backends.vllm_launch import POOL, LaunchedServer, ServerSpec
+from evalkit.config.model_specs import VLLMModel
 from evalkit.config.provenance import adapter_identity
-from evalkit.config.suite import LoadedSuite, VLLMModel
+from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
 from evalkit.records import ChatRequest, Completion
 

