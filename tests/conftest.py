@@ -1,10 +1,27 @@
-"""Shared fixtures: suite folders written into tmp dirs, real DuckDB files, loopback servers."""
+"""Shared fixtures: suite folders written into tmp dirs, real DuckDB files, loopback servers.
+
+Fast lane: ``pytest -m "not slow"`` (under two minutes on two cores); CI runs everything. The ``slow``
+marker is added at collection (``pytest_collection_modifyitems`` below) to every test that
+
+* starts a child process: its code, the code of any function in tests/ that it calls (``run_cli`` and
+  the browser helpers included), or the code of any fixture in tests/ that it uses refers to
+  ``subprocess``, ``multiprocessing`` or ``run_cli`` -- so every CLI-subprocess, browser (Chromium,
+  Firefox), ``inspect`` CLI and benchmark-script test;
+* is marked ``vllm`` (a real engine);
+* is a hypothesis test (``@given``).
+
+A test that calls the CLI in-process through click's ``CliRunner``, or starts the loopback ``DevServer``
+in a thread, is not slow by these rules; one that still takes over about a second on two cores carries
+an explicit ``@pytest.mark.slow``.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import textwrap
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -129,3 +146,47 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 120):
 
     return subprocess.run([sys.executable, "-m", "evalkit.cli", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
+
+
+# names whose use in a test's code (or a tests/ helper or fixture it uses) means it starts a child process
+_PROCESS_NAMES = frozenset({"subprocess", "multiprocessing", "run_cli"})
+_TESTS_DIR = Path(__file__).resolve().parent
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """Global and attribute names a code object refers to, nested functions and lambdas included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _starts_processes(func: Any, seen: set[types.CodeType]) -> bool:
+    func = inspect.unwrap(func)
+    code = getattr(func, "__code__", None)
+    if code is None or code in seen or not Path(code.co_filename).resolve().is_relative_to(_TESTS_DIR):
+        return False
+    seen.add(code)
+    names = _names(code)
+    if names & _PROCESS_NAMES:
+        return True
+    return any(inspect.isfunction(obj) and _starts_processes(obj, seen)
+               for obj in (func.__globals__.get(name) for name in names))
+
+
+def _is_slow(item: pytest.Function) -> bool:
+    if item.get_closest_marker("vllm") or getattr(item.function, "is_hypothesis_test", False):
+        return True
+    seen: set[types.CodeType] = set()
+    if _starts_processes(item.function, seen):
+        return True
+    fixtures = item._fixtureinfo.name2fixturedefs.values()
+    return any(_starts_processes(fixturedef.func, seen) for defs in fixtures for fixturedef in defs)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark slow what the module docstring says is slow, so new tests land in the right lane unasked."""
+    for item in items:
+        if isinstance(item, pytest.Function) and not item.get_closest_marker("slow") and _is_slow(item):
+            item.add_marker(pytest.mark.slow)

@@ -398,6 +398,7 @@ def test_extra_repeats_are_not_samples_on_one_side(tmp_path):
     assert report["unpaired_repeats"] == {"baseline": 0, "candidate": 40}
 
 
+@pytest.mark.slow
 def test_repeats_of_a_deterministic_model_do_not_narrow_the_interval(tmp_path):
     base, cand = bernoulli(0.8, 1), bernoulli(0.75, 2)
     widths = {}

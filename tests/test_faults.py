@@ -29,6 +29,7 @@ def _rows(db, run_id):
                            "WHERE run_id = ? ORDER BY model, sample_id", [run_id])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["frontier", "tuned"])  # frontier: LiteLLM (streaming); tuned: aiohttp client
 @pytest.mark.parametrize("spec", [
     {"kind": "status", "status": 429, "retry_after": 0.3}, {"kind": "status", "status": 503},
@@ -49,6 +50,7 @@ def test_transient_faults_are_retried_and_nothing_is_lost(faulty, tmp_path, mode
         assert elapsed >= fault.retry_after  # Retry-After was honoured
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["frontier", "tuned"])
 def test_persistent_failure_becomes_error_rows_with_reasons(faulty, tmp_path, model):
     server, loaded = faulty

@@ -79,6 +79,7 @@ class Cells(HTMLParser):
             self.values[(a["data-model"], a["data-metric"])] = a["data-value"]
 
 
+@pytest.mark.slow
 def test_numbers_in_the_report_equal_the_store(report_file):
     path, metrics, _ = report_file
     parser = Cells()
@@ -98,6 +99,7 @@ def test_numbers_in_the_report_equal_the_store(report_file):
     assert 'data-slice="hard"' in html and 'id="provenance"' in html and TEST_KEY not in html
 
 
+@pytest.mark.slow
 def test_hostile_output_is_escaped_and_nothing_external_is_referenced(report_file):
     path, _, sink = report_file
     html = path.read_text()

@@ -102,6 +102,7 @@ def test_cost_model_worked_examples():
     assert projected_cost(call, volume) == pytest.approx(2.5 * 730)  # at break-even both cost the same per month
 
 
+@pytest.mark.slow
 def test_route_cli_json_and_bad_signal(tmp_path):
     db = tmp_path / "r.duckdb"
     build(db)
@@ -121,6 +122,7 @@ def test_route_cli_json_and_bad_signal(tmp_path):
     assert bad.exit_code == 2 and "no model 'gpt9'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_report_shows_the_routing_analysis(tmp_path):
     from evalkit.report import render_report
 

@@ -82,6 +82,7 @@ def sums(make_suite, tmp_path):
         yield load_suite(path), server, tmp_path
 
 
+@pytest.mark.slow
 def test_json_suite_validity_feasibility_confidence_and_cost(sums):
     loaded, server, tmp = sums
     summary = run_suite(loaded, str(tmp / "r.duckdb"))
@@ -107,6 +108,7 @@ def test_json_suite_validity_feasibility_confidence_and_cost(sums):
             assert r["cost_usd"] == pytest.approx(3.6 / 3600 * wall / 8)
 
 
+@pytest.mark.slow
 def test_transient_faults_are_retried_and_persistent_ones_stored_as_errors(sums):
     loaded, server, tmp = sums
     server.faults.add(Fault(kind="status", status=503, times=3, model="good"))
@@ -138,6 +140,7 @@ def test_invalid_json_schema_and_missing_scorer_fail_before_any_call(sums, make_
     assert len(server.requests) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sequential", [True, False])
 def test_sequential_models_never_overlap(make_suite, tmp_path, sequential):
     """run.sequential_models: the second model's first request comes after the first model's last answer.

@@ -92,6 +92,7 @@ def test_referenced_files_must_exist(make_suite):
         load_suite(make_suite(text, rows=[{"id": 1, "text": "x", "label": "a"}]))
 
 
+@pytest.mark.slow
 def test_published_json_schema_accepts_example_suites_and_rejects_typos():
     import yaml
 
