@@ -24,8 +24,7 @@ from evalkit.backends import Capabilities, create_backends
 from evalkit.backends.registry import FACTORIES, factory_class
 from evalkit.backends.vllm_inprocess import InProcessEngine, InProcessFactory, VLLMInProcessBackend
 from evalkit.config.loader import load_suite
-from evalkit.config.resolve import (INPROCESS_CONCURRENCY, KINDS, ResolvedModel, effective_concurrency,
-                                    model_kind, resolve_models)
+from evalkit.config.resolve import INPROCESS_CONCURRENCY, KINDS, ResolvedModel, effective_concurrency, model_kind, resolve_models
 from evalkit.config.suite import LiteLLMModel, RunSpec, VLLMModel
 from evalkit.errors import BackendError, ConfigError
 from evalkit.records import ChatRequest
