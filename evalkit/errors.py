@@ -21,11 +21,23 @@ message that says what to fix (file, line, key, sample id) and never prints.
 
 from __future__ import annotations
 
+from typing import Literal, TypeVar
+
+_E = TypeVar("_E", bound="EvalkitError")
+
 
 class EvalkitError(Exception):
     """A problem the user can fix; the message says what and where."""
 
     exit_code = 2
+
+    def prefixed(self: _E, prefix: str) -> _E:
+        """The same error (same class, same fields: file, line, key, retryable, ...) with ``prefix``
+        before its message; for re-raising with context without losing what the error carries."""
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.args = (prefix + str(self),)
+        return copy
 
 
 class ConfigError(EvalkitError):
@@ -59,20 +71,29 @@ class EngineError(EvalkitError):
     """A local model engine (a vLLM server evalkit launches, or vLLM in-process) cannot start."""
 
 
+# What went wrong in a model call (stored as results.error_kind): "http" an error status, "timeout" no
+# complete answer within run.timeout_s, "connect" the server could not be reached, "connection" the
+# connection broke, "malformed" an unreadable body or chunk, "truncated" a stream cut short, "engine" an
+# in-process generation failed, "error" anything else.
+ErrorKind = Literal["error", "http", "timeout", "connect", "connection", "malformed", "truncated", "engine"]
+
+
 class BackendError(EvalkitError):
     """A model call failed.
 
     ``retryable`` says whether trying again may help (timeouts, resets, 429, 5xx);
-    ``retry_after`` is the server's Retry-After in seconds when it sent one.
+    ``retry_after`` is the server's Retry-After in seconds when it sent one; ``attempts`` is how many
+    calls it took before the runner gave up (set by the runner's retry loop).
     """
 
     def __init__(self, message: str, *, retryable: bool = False, status: int | None = None,
-                 retry_after: float | None = None, kind: str = "error") -> None:
+                 retry_after: float | None = None, kind: ErrorKind = "error", attempts: int = 1) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
-        self.kind = kind
+        self.kind: ErrorKind = kind
+        self.attempts = attempts
 
 
 class ModelAbortedError(BackendError):

@@ -3,12 +3,18 @@
 A backend implements one async method, :meth:`Backend.complete`. It records what was sent and what
 came back (resolved model, usage, timings, logprobs); it never retries — the runner does — and it
 raises :class:`evalkit.errors.BackendError` with ``retryable`` set for failures worth retrying.
+
+Everything else the rest of evalkit may ask a backend is declared on :class:`Backend`: what it can do
+(:class:`Capabilities`) and the hooks of self-started engines, which :class:`BackendBase` answers
+with "nothing" for backends that start none.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from evalkit.config.resolve import ResolvedModel
 from evalkit.records import ChatRequest, Completion
 
 # HTTP statuses worth another attempt: timeouts, conflicts, rate limits and server-side failures.
@@ -24,10 +30,36 @@ def retry_after_seconds(headers: Any) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared rather than probed.
+
+    ``streaming``: answers can stream (time to first token is measured); ``logprobs``: token log
+    probabilities come back; ``constrained_decoding``: structured-output parameters (response_format,
+    guided decoding) can be sent; ``batch_latency``: requests run in engine batches, so a request's
+    latency is its batch's wall time, not comparable with served latency.
+    """
+
+    streaming: bool = True
+    logprobs: bool = True
+    constrained_decoding: bool = True
+    batch_latency: bool = False
+
+
 class Backend(Protocol):
     """A model reachable through one async call."""
 
     name: str
+    # The suite entry this backend was built from, resolved once (concurrency, adapter identity).
+    resolved: ResolvedModel
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    def served_model(self) -> str:
+        """The model name the engine or provider is asked for (stored as run_models.model_ref)."""
+        ...
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one request; return the answer or raise BackendError."""
@@ -40,3 +72,32 @@ class Backend(Protocol):
     def identity(self) -> dict[str, Any]:
         """What makes this model's answers what they are (for the cache key and provenance)."""
         ...
+
+    def engine_info(self) -> dict[str, Any] | None:
+        """A self-started engine's PID, address, command and log (stored with the run); None otherwise."""
+        ...
+
+    def live_endpoint(self) -> tuple[str, str] | None:
+        """(api_base, the base model's served name) of a server evalkit launched; None otherwise."""
+        ...
+
+    def release_server(self) -> None:
+        """Let go of a launched server (stopped when its last user lets go); nothing for other backends."""
+        ...
+
+
+class BackendBase:
+    """The hooks of :class:`Backend` that only self-started engines need, answered with "nothing"."""
+
+    name: str
+    resolved: ResolvedModel
+    capabilities = Capabilities()
+
+    def engine_info(self) -> dict[str, Any] | None:
+        return None
+
+    def live_endpoint(self) -> tuple[str, str] | None:
+        return None
+
+    def release_server(self) -> None:
+        return None

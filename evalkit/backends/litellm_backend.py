@@ -6,9 +6,11 @@ import os
 import time
 from typing import Any
 
-from evalkit.backends.base import RETRYABLE_STATUS, retry_after_seconds
+from evalkit.backends.base import RETRYABLE_STATUS, BackendBase, retry_after_seconds
 from evalkit.backends.openai_http import convert_logprobs
+from evalkit.backends.registry import BuildContext
 from evalkit.config.model_specs import LiteLLMModel
+from evalkit.config.resolve import ResolvedModel, api_key
 from evalkit.errors import BackendError
 from evalkit.records import ChatRequest, Completion
 
@@ -76,12 +78,15 @@ def _as_backend_error(exc: Exception, model: str) -> BackendError:
                         retry_after=retry_after, kind="http" if status else "error")
 
 
-class LiteLLMBackend:
+class LiteLLMBackend(BackendBase):
     """Calls ``litellm.acompletion`` with exactly the suite's parameters; LiteLLM does not retry."""
 
-    def __init__(self, name: str, spec: LiteLLMModel, api_key: str | None) -> None:
-        self.name = name
-        self.spec = spec
+    def __init__(self, model: ResolvedModel, api_key: str | None) -> None:
+        assert isinstance(model.spec, LiteLLMModel)
+        self.name = model.name
+        self.resolved = model
+        self.spec = model.spec
+        self.served_model = model.spec.model
         self._api_key = api_key
         self._litellm = import_litellm()
 
@@ -169,3 +174,13 @@ class LiteLLMBackend:
 
     async def aclose(self) -> None:
         return None
+
+
+class LiteLLMFactory:
+    """``provider: litellm``: one backend per model, nothing shared."""
+
+    def __init__(self, context: BuildContext) -> None:
+        self.context = context
+
+    def build(self, model: ResolvedModel) -> LiteLLMBackend:
+        return LiteLLMBackend(model, api_key(model.name, model.spec, self.context.suite_file))

@@ -13,22 +13,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evalkit.backends.base import BackendBase
 from evalkit.backends.openai_http import OpenAICompatibleClient
+from evalkit.backends.registry import BuildContext
 from evalkit.backends.vllm_launch import POOL, LaunchedServer, ServerSpec
 from evalkit.config.model_specs import VLLMModel
-from evalkit.config.provenance import adapter_identity
+from evalkit.config.resolve import ResolvedModel, api_key
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
 from evalkit.records import ChatRequest, Completion
 
 
-class VLLMServerBackend:
+class VLLMServerBackend(BackendBase):
     """A base model or one of its LoRA adapters on a vLLM server (connected to, or launched)."""
 
-    def __init__(self, name: str, spec: VLLMModel, api_key: str | None, max_connections: int = 64,
+    def __init__(self, model: ResolvedModel, api_key: str | None, max_connections: int = 64,
                  api_base: str | None = None, server: LaunchedServer | None = None,
                  identity: dict[str, Any] | None = None) -> None:
-        self.name = name
+        spec = model.spec
+        assert isinstance(spec, VLLMModel)
+        self.name = model.name
+        self.resolved = model
         self.spec = spec
         self.server = server
         self.served_model = spec.adapter or (server.spec.served_name if server else spec.base_model)
@@ -68,35 +73,28 @@ def resolve_base(loaded: LoadedSuite, base_model: str) -> str:
     return str(local) if local.exists() else base_model
 
 
-def adapter_folder(loaded: LoadedSuite, name: str, spec: VLLMModel) -> Path | None:
-    """The adapter folder a launch / in-process model loads; a clear error when it is not there."""
-    if not spec.adapter_path:
-        return None
-    path = loaded.resolve(spec.adapter_path)
-    if not (path / "adapter_config.json").is_file():
-        raise ConfigError(f"no LoRA adapter at {path} (expected adapter_config.json from peft)",
-                          file=str(loaded.path), key=f"models.{name}.adapter_path")
-    return path
-
-
-def engine_identity(loaded: LoadedSuite, spec: VLLMModel, adapter: Path | None) -> dict[str, Any]:
+def engine_identity(model: ResolvedModel) -> dict[str, Any]:
     """What makes a self-started engine's answers what they are: base, adapter weights, params, flags.
 
-    The port, PID and absolute paths are left out, so a rerun on another day hits the cache.
+    The port, PID and absolute paths are left out, so a rerun on another day hits the cache. The
+    adapter's weights hash is the one the model was resolved with (hashed once per run).
     """
-    weights = adapter_identity(adapter, spec.base_model) if adapter else None
+    spec = model.spec
+    assert isinstance(spec, VLLMModel)
+    weights = model.adapter
     return {"provider": "vllm", "mode": spec.mode, "base_model": spec.base_model, "adapter": spec.adapter,
             "adapter_sha256": weights.get("weights_sha256") if weights else None, "params": spec.params,
             "server_args": spec.server_args, "engine_args": spec.engine_args}
 
 
-def launch_specs(loaded: LoadedSuite, names: list[str]) -> dict[str, tuple[tuple[Any, ...], ServerSpec]]:
+def launch_specs(loaded: LoadedSuite,
+                 models: dict[str, ResolvedModel]) -> dict[str, tuple[tuple[Any, ...], ServerSpec]]:
     """For each launch-mode model: the key of its server and that server's spec (all the base's adapters)."""
     groups: dict[tuple[Any, ...], ServerSpec] = {}
     keys: dict[str, tuple[Any, ...]] = {}
-    for name in names:
-        spec = loaded.suite.models[name]
-        if not isinstance(spec, VLLMModel) or spec.mode != "launch":
+    for name, model in models.items():
+        spec = model.spec
+        if model.kind != "vllm/launch" or not isinstance(spec, VLLMModel):
             continue
         base = resolve_base(loaded, spec.base_model)
         served = spec.served_name or (Path(base).name if Path(base).exists() else spec.base_model)
@@ -104,7 +102,7 @@ def launch_specs(loaded: LoadedSuite, names: list[str]) -> dict[str, tuple[tuple
         group = groups.setdefault(key, ServerSpec(base, served, tuple(spec.server_args),
                                                   startup_timeout_s=spec.startup_timeout_s))
         group.startup_timeout_s = max(group.startup_timeout_s, spec.startup_timeout_s)
-        adapter = adapter_folder(loaded, name, spec)
+        adapter = model.adapter_dir
         if spec.adapter and adapter is not None:
             known = group.adapters.get(spec.adapter)
             if known is not None and known != adapter:
@@ -114,3 +112,30 @@ def launch_specs(loaded: LoadedSuite, names: list[str]) -> dict[str, tuple[tuple
             group.adapters[spec.adapter] = adapter
         keys[name] = key
     return {name: (key, groups[key]) for name, key in keys.items()}
+
+
+class ConnectFactory:
+    """``mode: connect``: evalkit's own client against a server the user runs."""
+
+    def __init__(self, context: BuildContext) -> None:
+        self.context = context
+
+    def build(self, model: ResolvedModel) -> VLLMServerBackend:
+        return VLLMServerBackend(model, api_key(model.name, model.spec, self.context.suite_file),
+                                 max_connections=model.concurrency)
+
+
+class LaunchFactory:
+    """``mode: launch``: one server per base model and server arguments, with every adapter on it."""
+
+    def __init__(self, context: BuildContext) -> None:
+        self.context = context
+        self._servers: dict[str, tuple[tuple[Any, ...], ServerSpec]] | None = None
+
+    def build(self, model: ResolvedModel) -> VLLMServerBackend:
+        if self._servers is None:  # grouped on the first launch model, over every model of the run
+            self._servers = launch_specs(self.context.loaded, dict(self.context.models))
+        key, server_spec = self._servers[model.name]
+        server = POOL.acquire(key, server_spec)
+        return VLLMServerBackend(model, None, model.concurrency, api_base=server.api_base, server=server,
+                                 identity=engine_identity(model))

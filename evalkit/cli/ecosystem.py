@@ -79,13 +79,13 @@ def retention(suite: str, run_ref: str | None, db: str | None) -> None:
 def _retention_with_servers(loaded: Any, store: Any, run_id: str) -> list[dict[str, Any]]:
     """Run the retention check, first starting the vLLM server of a launch-mode model it needs."""
     from evalkit.backends import create_backends, live_endpoints, release_servers
-    from evalkit.config.model_specs import VLLMModel
+    from evalkit.config.resolve import model_kind
     from evalkit.config.suite import BASE_SUFFIX
     from evalkit.interop.lm_eval import plan_retention, run_retention
 
     plan = plan_retention(loaded)
     owners = {ep.name.removesuffix(BASE_SUFFIX) for ep in plan.endpoints}
-    launch = sorted(m for m in owners if isinstance(spec := loaded.suite.models[m], VLLMModel) and spec.mode == "launch")
+    launch = sorted(m for m in owners if model_kind(loaded.suite.models[m]) == "vllm/launch")
     backends = create_backends(loaded, launch) if launch else {}
     try:
         return run_retention(loaded, store, run_id, plan, live_endpoints(backends))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
@@ -94,6 +93,7 @@ def runs(db: str | None, limit: int, as_json: bool) -> None:
 def validate(suite: str, limit: int | None) -> None:
     """Check SUITE without calling any model: schema, dataset, every prompt rendered, scorers."""
     from evalkit.config.loader import load_suite
+    from evalkit.config.resolve import missing_api_key
     from evalkit.scoring.prepare import prepare
 
     loaded = load_suite(suite)
@@ -102,10 +102,9 @@ def validate(suite: str, limit: int | None) -> None:
                f"rendered from {prepared.dataset.path.name} (sha256 {prepared.dataset.sha256[:12]}), "
                f"models: {', '.join(prepared.models)}")
     for name, spec in loaded.suite.models.items():
-        env = spec.api_key_env
-        if env and not os.environ.get(env):
-            click.echo(f"warning: models.{name}.api_key_env: ${env} is not set; 'evalkit run' will stop",
-                       err=True)
+        missing = missing_api_key(name, spec, str(loaded.path))
+        if missing is not None:
+            click.echo(f"warning: {missing} ('evalkit run' will stop)", err=True)
 
 
 @click.command()

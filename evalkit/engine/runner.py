@@ -20,9 +20,8 @@ from typing import Any
 
 from evalkit.analysis.metrics import compute_run_metrics
 from evalkit.backends import Backend, create_backends, live_endpoints, release_servers
-from evalkit.config.model_specs import VLLMModel
 from evalkit.config.prompts import RenderedSample
-from evalkit.config.provenance import adapter_identity, redact
+from evalkit.config.provenance import redact
 from evalkit.config.shards import Shard
 from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
 from evalkit.engine.pricing import call_cost, describe, measured_gpu_cost_per_row
@@ -124,7 +123,7 @@ class SuiteRun:
             try:
                 return await backend.complete(request), attempt
             except BackendError as exc:
-                exc.attempts = attempt  # type: ignore[attr-defined]
+                exc.attempts = attempt
                 if not exc.retryable or attempt == attempts:
                     raise
                 if exc.retry_after is not None:
@@ -156,8 +155,7 @@ class SuiteRun:
         for i in range(len(requests)):
             queue.put_nowait(i)
         state = {"successes": 0, "consecutive_failures": 0}
-        # An in-process engine batches: it wants the whole set in flight unless the suite caps it.
-        concurrency = spec.concurrency or getattr(backend, "default_concurrency", None) or self.suite.run.concurrency
+        concurrency = backend.resolved.concurrency  # the rule the connection pool was sized by, too
         abort_after = max(10, concurrency)
         started = time.perf_counter()
 
@@ -183,7 +181,7 @@ class SuiteRun:
                     state["successes"] += 1
                     state["consecutive_failures"] = 0
                 except BackendError as exc:
-                    error, attempts = exc, getattr(exc, "attempts", 1)
+                    error, attempts = exc, exc.attempts
                     state["consecutive_failures"] += 1
                 outcome.calls += attempts
                 cost = call_cost(spec, completion) if completion else None
@@ -224,16 +222,13 @@ class SuiteRun:
     def _record_model(self, model: str, backend: Backend, status: str, outcome: ModelOutcome | None) -> None:
         spec = self.suite.models[model]
         previous = {m["model"]: m for m in self.store.run_models(self.run_id)}.get(model, {})
-        adapter = None
-        if isinstance(spec, VLLMModel) and spec.adapter_path:
-            adapter = adapter_identity(self.p.loaded.resolve(spec.adapter_path), spec.base_model)
         row = {
             "run_id": self.run_id, "model": model, "provider": spec.provider,
-            "model_ref": getattr(backend, "served_model", None) or getattr(spec, "model", None),
+            "model_ref": backend.served_model,
             "identity": redact(backend.identity()),
             "config": redact({**spec.model_dump(mode="json"), "cost_model": describe(spec),
-                              **({"engine": info} if (info := _engine_info(backend)) else {})}),
-            "adapter": adapter, "status": status,
+                              **({"engine": info} if (info := backend.engine_info()) else {})}),
+            "adapter": backend.resolved.adapter, "status": status,
             "started_at": previous.get("started_at") or now(),
             "finished_at": now() if status != "running" else None,
             "wall_s": (previous.get("wall_s") or 0.0) + (outcome.wall_s if outcome else 0.0),
@@ -274,12 +269,6 @@ class SuiteRun:
             if outcome.status == "complete":
                 self._fill_measured_cost(outcome.model)
         return list(outcomes)
-
-
-def _engine_info(backend: Backend) -> dict[str, Any] | None:
-    """A self-started engine's PID, address, command and log (launch / in-process vLLM), else None."""
-    info = getattr(backend, "engine_info", None)
-    return info() if callable(info) else None
 
 
 def _check_resume(store: Store, prepared: Prepared, run_id: str) -> None:
@@ -346,7 +335,7 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
                 try:
                     run_retention(loaded, store, run_id, retention, live_endpoints(backends))
                 except EvalkitError as exc:
-                    raise type(exc)(f"run {run_id} is stored, but its retention check failed: {exc}") from None
+                    raise exc.prefixed(f"run {run_id} is stored, but its retention check failed: ") from None
             return RunSummary(run_id, str(db_path), status, outcomes, metrics)
         finally:
             release_servers(backends)  # launched vLLM servers stay up through the retention check

@@ -19,7 +19,6 @@ import contextlib
 import copy
 import importlib.metadata
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import yaml
 
 from evalkit.config.model_specs import LiteLLMModel, VLLMModel
 from evalkit.config.provenance import redact
+from evalkit.config.resolve import api_key
 from evalkit.config.suite import BASE_SUFFIX, LoadedSuite, is_task_file
 from evalkit.errors import ConfigError, RetentionError, require
 from evalkit.store.db import Store, now, to_json
@@ -71,13 +71,9 @@ def endpoint(loaded: LoadedSuite, name: str, live: dict[str, tuple[str, str]] | 
     return Endpoint(name, served, spec.api_base, spec.api_key_env)
 
 
-def _key(ep: Endpoint, suite_file: str) -> str:
-    if not ep.api_key_env:
-        return PLACEHOLDER_KEY
-    key = os.environ.get(ep.api_key_env)
-    if not key:
-        raise ConfigError(f"${ep.api_key_env} is not set (retention calls '{ep.name}' with it)", file=suite_file)
-    return key
+def _key(loaded: LoadedSuite, ep: Endpoint) -> str:
+    owner = ep.name.removesuffix(BASE_SUFFIX)
+    return api_key(owner, loaded.suite.models[owner], str(loaded.path)) or PLACEHOLDER_KEY
 
 
 class _TaskLoader(yaml.SafeLoader):
@@ -182,7 +178,7 @@ def evaluate_endpoint(loaded: LoadedSuite, ep: Endpoint, tasks: list[str | dict[
         "tokenizer_backend": None, "tokenized_requests": False, **spec.model_args, "model": ep.served,
         "base_url": f"{base}/chat/completions" if chat else f"{base}/completions",
         "num_concurrent": spec.concurrency, "timeout": int(spec.timeout_s),
-        "header": {"Authorization": f"Bearer {_key(ep, str(loaded.path))}"}}
+        "header": {"Authorization": f"Bearer {_key(loaded, ep)}"}}
     try:
         with _quiet():
             manager = TaskManager(include_path=include or None)
@@ -254,7 +250,7 @@ def plan_retention(loaded: LoadedSuite) -> RetentionPlan:
     tasks, include = task_specs(loaded)
     baseline, candidate = (endpoint(loaded, name) for name in pair)
     for ep in (baseline, candidate):
-        _key(ep, str(loaded.path))
+        _key(loaded, ep)
     return RetentionPlan(tasks, include, (baseline, candidate))
 
 
