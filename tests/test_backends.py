@@ -13,7 +13,6 @@ import asyncio
 import json
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -217,34 +216,40 @@ async def _close(backends: list[Any]) -> None:
         await backend.aclose()
 
 
-def test_adapter_is_hashed_once_per_run_and_reused(make_suite, email_rows, triage_server, monkeypatch, tmp_path):
-    """The adapter's weights are hashed once, at the config edge; run_models.adapter records that hash."""
-    import evalkit.config.resolve as resolve
+def test_adapter_is_hashed_once_per_run_and_reused(make_suite, email_rows, monkeypatch, tmp_path):
+    """The adapter's weights are hashed once, when the run starts: run_models.adapter records that hash even
+    when the file changes while the model is called (a second hash at the end would record the new weights)."""
+    import hashlib
+
+    from conftest import TRIAGE_RULES
+
     from evalkit.engine.runner import run_suite
     from evalkit.store import Store
+    from evalkit.testing.devserver import DevServer
+    from evalkit.testing.replies import RuleResponder
 
     monkeypatch.setenv("EVALKIT_TEST_KEY", TEST_KEY)
     adapter = tmp_path / "lora"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16}))
-    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
-    text = LABEL_SUITE.format(base=triage_server.url).replace("    adapter: tuned\n",
-                                                              f"    adapter: tuned\n    adapter_path: {adapter}\n")
-    loaded = load_suite(make_suite(text, rows=email_rows))
-    hashed: list[Path] = []
-    real = resolve.adapter_identity
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(b"weights at the start")
+    rules = RuleResponder.from_dict(TRIAGE_RULES)
 
-    def counting(path: Path | None, base: str | None) -> dict[str, Any] | None:
-        hashed.append(Path(str(path)))
-        return real(path, base)
+    def answer_and_retrain(body: dict[str, Any]) -> Any:
+        weights.write_bytes(b"weights rewritten while the run calls the model")
+        return rules(body)
 
-    monkeypatch.setattr(resolve, "adapter_identity", counting)  # a spy: counts, then hashes as before
-    summary = run_suite(loaded, str(tmp_path / "run.duckdb"), ["tuned"])
-    assert summary.status == "complete" and hashed == [adapter]
+    with DevServer(answer_and_retrain, api_key=TEST_KEY, latency_ms=2) as server:
+        text = LABEL_SUITE.format(base=server.url).replace("    adapter: tuned\n",
+                                                           f"    adapter: tuned\n    adapter_path: {adapter}\n")
+        loaded = load_suite(make_suite(text, rows=email_rows))
+        summary = run_suite(loaded, str(tmp_path / "run.duckdb"), ["tuned"])
+    assert summary.status == "complete" and len(server.requests) > 0
     with Store(str(tmp_path / "run.duckdb"), read_only=True) as store:
         stored = {m["model"]: m for m in store.run_models(summary.run_id)}["tuned"]["adapter"]
     stored = json.loads(stored) if isinstance(stored, str) else stored
-    assert stored["weights_sha256"] == real(adapter, "base")["weights_sha256"]  # type: ignore[index]
+    assert stored["weights_sha256"] == hashlib.sha256(b"weights at the start").hexdigest()
 
 
 def test_prefixed_error_keeps_its_class_and_fields():
