@@ -1,4 +1,4 @@
-"""Model backends, one per provider and mode; :func:`create_backends` builds those of a run.
+"""Stage 2 — model backends, one per provider and mode; :func:`create_backends` builds those of a run.
 
 Which class serves which kind of model entry is :mod:`evalkit.backends.registry`'s business; heavy
 client libraries are imported only when a factory is used, so ``import evalkit`` never needs them.

@@ -1,4 +1,4 @@
-"""The ``evalkit`` command line. Thin: parse, call one function, print.
+"""Stage 9 — the ``evalkit`` command line. Thin: parse, call one function, print. Nothing imports it.
 
 Exit codes: 0 success; 1 a gate found a regression; 2 a problem with the input (suite, data,
 arguments, store) — one line on stderr, no traceback unless ``--debug``; 3 an internal error;
