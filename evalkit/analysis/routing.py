@@ -22,11 +22,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from evalkit.analysis.bootstrap import paired_bootstrap, tail_mean
 from evalkit.analysis.costs import HOURS_PER_MONTH, break_even_calls_per_day, monthly_cost
-from evalkit.analysis.paired import Pairing, flags
+from evalkit.analysis.paired import Pairing, Side, flags, pair
 from evalkit.errors import ConfigError
+from evalkit.store.db import now
 
 STYLES = ("cascade", "router")
 
@@ -220,9 +222,6 @@ def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str |
             resamples: int = 2000, gpu_usd_per_hour: float | None = None,
             gpu_monthly_usd: float | None = None) -> dict[str, Any]:
     """Sweep every threshold in both styles, mark the Pareto set, recommend out of sample, store it all."""
-    from evalkit.analysis.paired import Side, pair
-    from evalkit.store.db import now
-
     pairing = pair(store, Side(run_id, small), Side(run_id, large))
     signal = None
     if signal_model is not None and signal_model != small:
@@ -253,8 +252,6 @@ def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str |
             rows.append({**asdict(p), "run_id": run_id, "small": small, "large": large, "signal": signal_name,
                          "monthly_cost_usd": monthly_cost(p.cost_per_1k, volume_per_day),
                          "volume_per_day": volume_per_day, "created_at": created})
-    import pandas as pd
-
     recommendations = [{"style": style, "max_drop": max_drop, "fold": fold["fold"], "detail": fold, "created_at": created}
                        for style, folds in result["recommendation"].items() for fold in folds]
     store.replace_routing((run_id, small, large, signal_name), pd.DataFrame(rows), recommendations)

@@ -1,5 +1,5 @@
 """``evalkit export inspect``, ``evalkit import inspect`` and ``evalkit retention``: inspect-ai logs out
-and in, and lm-eval capability-retention checks. The export / import groups live in commands.transfer."""
+and in, and lm-eval capability-retention checks. The export / import groups live in cli.transfer."""
 
 from __future__ import annotations
 
@@ -93,4 +93,4 @@ def _retention_with_servers(loaded: Any, store: Any, run_id: str) -> list[dict[s
         release_servers(backends)
 
 
-COMMANDS = [retention]  # the inspect subcommands join the export / import groups of commands.transfer
+COMMANDS = [retention]  # the inspect subcommands join the export / import groups of cli.transfer

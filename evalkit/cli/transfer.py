@@ -1,5 +1,5 @@
 """``evalkit export …`` / ``evalkit import …``: runs in and out of the store. Parquet lives here; inspect-ai
-logs join the same groups from commands.ecosystem."""
+logs join the same groups from cli.ecosystem."""
 
 from __future__ import annotations
 

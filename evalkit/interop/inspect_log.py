@@ -32,6 +32,7 @@ from evalkit.config.provenance import redact
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import InteropError, require
 from evalkit.records import Completion
+from evalkit.scoring.prepare import prepare
 from evalkit.store.db import Store
 from evalkit.store.rows import new_run_id, result_row, run_row, sample_rows
 
@@ -240,7 +241,6 @@ class ImportedRun:
 def build_import(loaded: LoadedSuite, path: Path, name: str | None = None,
                  argv: list[str] | None = None) -> ImportedRun:
     """An inspect log as a run of one model of ``loaded``'s suite, scored by the suite; writes nothing."""
-    from evalkit.scoring.prepare import prepare
 
 
     log = read_log(path)
