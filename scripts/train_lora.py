@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from evalkit.config.data_specs import DatasetSpec  # noqa: E402
 from evalkit.config.dataset import load_dataset  # noqa: E402
 from evalkit.config.loader import load_suite  # noqa: E402
 from evalkit.config.prompts import PromptRenderer  # noqa: E402
-from evalkit.config.suite import DatasetSpec  # noqa: E402
 
 SUITE = ROOT / "suites" / "demo" / "suite.yaml"
 TRAIN = ROOT / "datasets" / "email_triage" / "train.jsonl"

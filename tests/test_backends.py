@@ -25,7 +25,7 @@ from evalkit.backends.vllm_inprocess import InProcessEngine, InProcessFactory, V
 from evalkit.config.loader import load_suite
 from evalkit.config.model_specs import LiteLLMModel, VLLMModel
 from evalkit.config.resolve import INPROCESS_CONCURRENCY, KINDS, ResolvedModel, effective_concurrency, model_kind, resolve_models
-from evalkit.config.suite import RunSpec
+from evalkit.config.run_spec import RunSpec
 from evalkit.errors import BackendError, ConfigError
 from evalkit.records import ChatRequest
 

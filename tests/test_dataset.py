@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from evalkit.config.data_specs import DatasetSpec
 from evalkit.config.dataset import load_dataset
-from evalkit.config.suite import DatasetSpec
 from evalkit.errors import DatasetError
 
 

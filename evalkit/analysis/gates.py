@@ -27,7 +27,7 @@ from typing import Any
 from evalkit.analysis.metrics import METRICS
 from evalkit.analysis.paired import PAIRED_METRICS, Delta, Pairing, mcnemar_tests, paired_deltas, regressions, slice_table
 from evalkit.analysis.retention import compare_retention, parse_ref
-from evalkit.config.suite import GateRule
+from evalkit.config.gate_specs import GateRule
 from evalkit.errors import ConfigError
 from evalkit.store.db import Store
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.config.suite import DatasetSpec
+from evalkit.config.data_specs import DatasetSpec
 from evalkit.errors import DatasetError
 
 _SCALAR = (str, int, float, bool, type(None))

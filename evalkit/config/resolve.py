@@ -17,7 +17,8 @@ from typing import Any
 
 from evalkit.config.model_specs import LiteLLMModel, VLLMModel
 from evalkit.config.provenance import adapter_identity
-from evalkit.config.suite import LoadedSuite, RunSpec
+from evalkit.config.run_spec import RunSpec
+from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
 
 ModelEntry = LiteLLMModel | VLLMModel

@@ -30,7 +30,8 @@ import yaml
 from evalkit.config.model_specs import LiteLLMModel, VLLMModel
 from evalkit.config.provenance import redact
 from evalkit.config.resolve import api_key
-from evalkit.config.suite import BASE_SUFFIX, LoadedSuite, is_task_file
+from evalkit.config.retention_spec import is_task_file
+from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
 from evalkit.errors import ConfigError, RetentionError, require
 from evalkit.store.db import Store, now, to_json
 

