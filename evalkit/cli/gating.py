@@ -12,7 +12,7 @@ from evalkit.cli.options import db_option, default_db
 from evalkit.errors import ConfigError
 from evalkit.report.ci import render_compare
 
-EXIT_REGRESSION = 1
+EXIT_REGRESSION = 1  # a rule failed, or the verdict is inconclusive (without --allow-inconclusive)
 
 
 @click.command()
@@ -52,13 +52,15 @@ def compare(run_id: str, baseline: str, candidate: str, db: str | None, seed: in
 @click.option("--junit", "junit", type=click.Path(dir_okay=False), help="Write JUnit XML here (one case per gate).")
 @click.option("--seed", type=int, help="Bootstrap seed (default: the suite's run.seed).")
 @click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=0))
+@click.option("--allow-inconclusive", is_flag=True, help="Exit 0 when the verdict is INCONCLUSIVE (the summary "
+              "still says so); a failed rule still exits 1.")
 def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str | None, run_first: bool,
          db: str | None, as_json: bool, markdown: str | None, junit: str | None, seed: int | None,
-         resamples: int) -> None:
-    """Check the suite's gates: exit 0 pass, 1 regression, 2 bad input."""
+         resamples: int, allow_inconclusive: bool) -> None:
+    """Check the suite's gates: exit 0 pass, 1 fail or inconclusive, 2 bad input."""
     from evalkit.analysis.gates import check_rules, evaluate
     from evalkit.analysis.paired import pair, parse_side
-    from evalkit.config.loader import load_suite
+    from evalkit.config.loader import line_of_key, load_suite
     from evalkit.engine.progress import default_progress
     from evalkit.report.ci import render_junit, render_markdown, render_text
     from evalkit.store import Store
@@ -67,7 +69,7 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
     spec = loaded.suite.gates
     if not spec.rules:
         raise ConfigError("the suite declares no gates.rules", file=str(loaded.path), key="gates")
-    check_rules(spec.rules, str(loaded.path))
+    check_rules(spec.rules, str(loaded.path), lambda path: line_of_key(loaded, path))
     baseline = baseline or spec.baseline
     candidate = candidate or spec.candidate
     if not baseline or not candidate:
@@ -84,14 +86,15 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
         run_id = store.resolve_run_id(run_ref) if run_ref else store.latest_complete_run(loaded.suite.name)
         pairing = pair(store, parse_side(baseline, run_id, store), parse_side(candidate, run_id, store))
         report = evaluate(store, pairing, spec.rules, loaded.suite.run.seed if seed is None else seed, resamples,
-                          loaded.suite.retention_pair())
+                          loaded.suite.retention_pair(), spec.correction)
+    report["allow_inconclusive"] = allow_inconclusive
     if markdown:
         with Path(markdown).open("a", encoding="utf-8") as fh:
             fh.write(render_markdown(report))
     if junit:
         Path(junit).write_text(render_junit(report, loaded.suite.name), encoding="utf-8")
     click.echo(json.dumps(report, indent=2, default=str) if as_json else render_text(report))
-    if report["verdict"] != "pass":
+    if report["verdict"] == "fail" or (report["verdict"] == "inconclusive" and not allow_inconclusive):
         sys.exit(EXIT_REGRESSION)
 
 

@@ -91,13 +91,16 @@ def runs(db: str | None, limit: int, as_json: bool) -> None:
 @click.argument("suite", type=click.Path(dir_okay=False))
 @click.option("--limit", type=click.IntRange(min=1), help="Check only the first N samples.")
 def validate(suite: str, limit: int | None) -> None:
-    """Check SUITE without calling any model: schema, dataset, every prompt rendered, scorers."""
-    from evalkit.config.loader import load_suite
+    """Check SUITE without calling any model: schema, dataset, every prompt rendered, scorers, gates."""
+    from evalkit.analysis.gates import check_rules
+    from evalkit.config.loader import line_of_key, load_suite
     from evalkit.config.resolve import missing_api_key
     from evalkit.scoring.prepare import prepare
 
     loaded = load_suite(suite)
     prepared = prepare(loaded, None, limit)
+    slices = {s.slice for s in prepared.dataset.samples if s.slice is not None}
+    check_rules(loaded.suite.gates.rules, str(loaded.path), lambda path: line_of_key(loaded, path), slices)
     click.echo(f"ok: suite '{loaded.suite.name}' v{loaded.suite.version}: {len(prepared.rendered)} samples "
                f"rendered from {prepared.dataset.path.name} (sha256 {prepared.dataset.sha256[:12]}), "
                f"models: {', '.join(prepared.models)}")

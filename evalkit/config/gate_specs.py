@@ -14,9 +14,12 @@ class GateRule(Strict):
 
     ``max_drop`` / ``max_rise`` bound the change from the baseline in the metric's bad direction
     (a drop for higher-is-better metrics, a rise for lower-is-better ones); ``min`` / ``max`` bound
-    the candidate's own value. ``significance: ci`` fails a relative rule only when the whole
-    confidence interval of the change lies beyond the allowed margin (noise does not fail it);
-    ``point`` fails on the point estimate.
+    the candidate's own value. ``significance: noninferiority`` passes a relative rule only when the
+    CI's bad-side bound lies within the margin, fails it when the whole CI lies beyond, and otherwise
+    calls it ``inconclusive``; ``ci`` fails only when the whole confidence interval of the change lies
+    beyond the allowed margin (noise does not fail it); ``point`` fails on the point estimate.
+    ``slice`` restricts a metric rule to one slice's pairs; ``per_slice: true`` checks it on every
+    slice, one verdict each.
     """
 
     metric: str | None = Field(None, description="A metric of evalkit's metric registry (evalkit show lists them).")
@@ -27,8 +30,11 @@ class GateRule(Strict):
     max_rise: float | None = Field(None, ge=0)
     min: float | None = None
     max: float | None = None
-    significance: Literal["ci", "point"] = "ci"
+    significance: Literal["ci", "point", "noninferiority"] = "ci"
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    slice: str | None = Field(None, description="Check the rule on this slice's pairs only (the dataset's slice "
+                              "field).")
+    per_slice: bool = Field(False, description="Check the rule on every slice's pairs, one verdict per slice.")
 
     @model_validator(mode="after")
     def _one_bound(self) -> GateRule:
@@ -38,6 +44,10 @@ class GateRule(Strict):
             raise ValueError("a gate needs one of max_drop, max_rise, min, max")
         if self.max_drop is not None and self.max_rise is not None:
             raise ValueError("give max_drop or max_rise, not both")
+        if self.slice is not None and self.per_slice:
+            raise ValueError("give slice or per_slice, not both")
+        if self.retention is not None and (self.slice is not None or self.per_slice):
+            raise ValueError("slice / per_slice apply to metric rules, not to retention rules")
         return self
 
 
@@ -47,3 +57,6 @@ class GatesSpec(Strict):
     baseline: str | None = None
     candidate: str | None = None
     rules: list[GateRule] = Field(default_factory=list)
+    correction: Literal["none", "holm"] = Field(
+        "none", description="Multiplicity correction over the relative (ci / noninferiority) rules: 'holm' "
+        "adjusts each rule's CI level by Holm-Bonferroni in step-down order (README, \"Gates\").")

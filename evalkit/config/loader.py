@@ -155,3 +155,13 @@ def suite_json_schema() -> dict[str, Any]:
 
 def dump_schema() -> str:
     return json.dumps(suite_json_schema(), indent=2)
+
+
+def line_of_key(loaded: LoadedSuite, path: tuple[Any, ...]) -> int | None:
+    """1-based line of a key path of the suite file (e.g. ``("gates", "rules", 0, "metric")``), for errors
+    found after validation."""
+    try:
+        root = yaml.compose(loaded.text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    return _line_of(root, path)

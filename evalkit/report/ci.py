@@ -19,10 +19,54 @@ def _num(v: float | None, digits: int = 4) -> str:
 
 
 def _ci(g: dict[str, Any]) -> str:
-    return "—" if g["ci_low"] is None else f"[{g['ci_low']:.4g}, {g['ci_high']:.4g}]"
+    if g["ci_low"] is None:
+        return "—"
+    level = g.get("level", 0.95)
+    return f"[{g['ci_low']:.4g}, {g['ci_high']:.4g}]" + ("" if abs(level - 0.95) < 1e-9 else f" @{level:.4g}")
 
 
-_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "❌"}
+_ICON = {"pass": "✅", "warn": "⚠️", "inconclusive": "❓", "fail": "❌", "error": "❌"}
+
+
+def gate_label(g: dict[str, Any]) -> str:
+    """A gate row's metric, with the slice it was checked on."""
+    return g["metric"] + (f" [{g['slice']}]" if g.get("slice") else "")
+
+
+def verdict_cell(g: dict[str, Any]) -> str:
+    """A gate's verdict, with the samples an inconclusive one needs."""
+    return g["verdict"] + (f" (n≈{g['n_needed']})" if g.get("n_needed") else "")
+
+
+def verdict_headline(report: dict[str, Any]) -> str:
+    """One sentence on the suite's verdict: PASS, FAIL, or INCONCLUSIVE with what would resolve it."""
+    verdict = report["verdict"]
+    if verdict == "pass":
+        return "every gate passed"
+    if verdict == "fail":
+        bad = [gate_label(g) for g in report["gates"] if g["verdict"] in ("fail", "error")]
+        return f"{len(bad)} gate(s) failed or could not be checked: {', '.join(bad)}"
+    open_ = [g for g in report["gates"] if g["verdict"] == "inconclusive"]
+    needs = [f"{gate_label(g)} (≈{g['n_needed']} paired samples)" if g.get("n_needed") else gate_label(g)
+             for g in open_]
+    allowed = " — allowed by --allow-inconclusive" if report.get("allow_inconclusive") else ""
+    return (f"not enough evidence: {len(open_)} gate(s) neither shown within the margin nor beyond it: "
+            f"{', '.join(needs)}{allowed}")
+
+
+def family_line(report: dict[str, Any]) -> str | None:
+    """How many relative rules share the error rate, and how their levels are set."""
+    family = report.get("family") or {}
+    k = family.get("size", 0)
+    if k < 2:
+        return None
+    if family["correction"] == "holm":
+        levels = ", ".join(f"{lv:.4g}" for lv in family["levels"])
+        how = f"Holm-adjusted CI levels {levels}; familywise error ≤ {family['familywise_error_bound']:.3g}"
+    else:
+        how = (f"no correction (gates.correction: none): each at its own level; familywise error up to "
+               f"{family['familywise_error_bound']:.3g}")
+    return f"family: {k} relative rules share the error rate — {how}"
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -35,12 +79,16 @@ def render_text(report: dict[str, Any]) -> str:
     title = (f"gate {report['verdict'].upper()}: {report['candidate']} vs {report['baseline']} "
              f"({report['n_pairs']} pairs)")
     table = Table(title=title)
-    for col in ("metric", "rule", "baseline", "candidate", "delta", "95% CI", "verdict", "why"):
+    for col in ("metric", "rule", "baseline", "candidate", "delta", "CI (95% unless @)", "verdict", "why"):
         table.add_column(col)
     for g in report["gates"]:
-        table.add_row(g["metric"], g["rule"], _num(g["baseline"]), _num(g["candidate"]), _num(g["delta"]), _ci(g),
-                      g["verdict"], g["reason"])
+        table.add_row(gate_label(g), f"{g['rule']} ({g['significance']})", _num(g["baseline"]), _num(g["candidate"]),
+                      _num(g["delta"]), _ci(g), verdict_cell(g), g["reason"])
     console.print(table)
+    console.print(f"{report['verdict'].upper()}: {verdict_headline(report)}")
+    family = family_line(report)
+    if family:
+        console.print(family)
     print_evidence(console, report)
     return buffer.getvalue().rstrip()
 
@@ -74,14 +122,19 @@ def _md_cell(value: Any, limit: int = 120) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """A summary for $GITHUB_STEP_SUMMARY: verdict, gate table, top regressions, slices."""
-    ok = report["verdict"] == "pass"
-    lines = [f"## {'✅ evalkit gate passed' if ok else '❌ evalkit gate failed'}", "",
+    heading = {"pass": "✅ evalkit gate passed", "fail": "❌ evalkit gate failed",
+               "inconclusive": "❓ evalkit gate inconclusive"}[report["verdict"]]
+    lines = [f"## {heading}", "", f"**{report['verdict'].upper()}**: {_md_cell(verdict_headline(report), 600)}.", "",
              f"Candidate `{report['candidate']}` vs baseline `{report['baseline']}` on {report['n_pairs']} paired "
-             "samples.", "", "| | metric | rule | baseline | candidate | Δ | 95% CI | why |",
-             "|---|---|---|---|---|---|---|---|"]
+             "samples.", "", "| | metric | rule | baseline | candidate | Δ | CI (95% unless @) | verdict | why |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for g in report["gates"]:
-        lines.append(f"| {_ICON[g['verdict']]} | {g['metric']} | {_md_cell(g['rule'])} | {_num(g['baseline'])} | "
-                     f"{_num(g['candidate'])} | {_num(g['delta'])} | {_ci(g)} | {_md_cell(g['reason'])} |")
+        lines.append(f"| {_ICON[g['verdict']]} | {_md_cell(gate_label(g))} | {_md_cell(g['rule'])} "
+                     f"({g['significance']}) | {_num(g['baseline'])} | {_num(g['candidate'])} | {_num(g['delta'])} | "
+                     f"{_ci(g)} | {verdict_cell(g)} | {_md_cell(g['reason'], 240)} |")
+    family = family_line(report)
+    if family:
+        lines += ["", _md_cell(family, 600)]
     if report["only_baseline"] or report["only_candidate"]:
         lines += ["", f"Samples on one side only: baseline {len(report['only_baseline'])}, candidate "
                       f"{len(report['only_candidate'])}."]
@@ -101,15 +154,21 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def render_junit(report: dict[str, Any], suite_name: str) -> str:
-    """JUnit XML: one test case per gate, a failure for each failed or unverifiable gate."""
-    failures = sum(g["verdict"] in ("fail", "error") for g in report["gates"])
+    """JUnit XML: one test case per gate, a failure for each failed, unverifiable or inconclusive gate
+    (an inconclusive one is *skipped* instead when the gate ran with ``--allow-inconclusive``)."""
+    allowed = bool(report.get("allow_inconclusive"))
+    failing = ("fail", "error") if allowed else ("fail", "error", "inconclusive")
+    failures = sum(g["verdict"] in failing for g in report["gates"])
+    skipped = sum(g["verdict"] == "inconclusive" for g in report["gates"]) if allowed else 0
     root = ET.Element("testsuite", name=f"evalkit gate {suite_name}", tests=str(len(report["gates"])),
-                      failures=str(failures), errors="0")
+                      failures=str(failures), errors="0", skipped=str(skipped))
     for g in report["gates"]:
-        case = ET.SubElement(root, "testcase", classname=f"evalkit.{suite_name}", name=f"{g['metric']} {g['rule']}")
-        if g["verdict"] in ("fail", "error"):
+        case = ET.SubElement(root, "testcase", classname=f"evalkit.{suite_name}", name=f"{gate_label(g)} {g['rule']}")
+        if g["verdict"] in failing:
             failure = ET.SubElement(case, "failure", message=g["reason"], type=g["verdict"])
             failure.text = json.dumps(g, default=str)
+        elif g["verdict"] == "inconclusive":
+            ET.SubElement(case, "skipped", message=f"inconclusive (allowed): {g['reason']}")
         else:
             ET.SubElement(case, "system-out").text = f"{g['verdict']}: {g['reason']}"
     return ET.tostring(root, encoding="unicode", xml_declaration=True)

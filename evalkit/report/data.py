@@ -97,7 +97,8 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         pairing = pair(store, Side(run_id, baseline), Side(run_id, candidate))
         rules = [GateRule.model_validate(r) for r in ((config.get("gates") or {}).get("rules") or [])]
         comparison = evaluate(store, pairing, rules, int((config.get("run") or {}).get("seed", 0)), resamples,
-                              retention_pair_from_config(config))
+                              retention_pair_from_config(config),
+                              str((config.get("gates") or {}).get("correction") or "none"))
         for r in comparison["regressions"]:
             for key in ("baseline_output", "candidate_output", "target"):
                 r[key] = _clip(r[key])
