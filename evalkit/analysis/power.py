@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -140,3 +141,42 @@ def stated_spread(metric: str, discordance: float | None, rate: float | None, sd
     if sd is None:
         return None
     return Spread(sign * delta, sd, 0, f"stated sd {sd:g}")
+
+
+PLAN_FORMAT = "evalkit.plan/1"
+
+
+@dataclass(frozen=True)
+class Stated:
+    """Rates stated on the command line; each maps a metric name (or None: every metric) to a value."""
+
+    discordance: dict[str | None, float]
+    rate: dict[str | None, float]
+    sd: dict[str | None, float]
+    delta: dict[str | None, float]
+
+    def get(self, kind: str, metric: str) -> float | None:
+        values: dict[str | None, float] = getattr(self, kind)
+        return values.get(metric, values.get(None))
+
+
+def plan_row(metric: str, slice_name: str | None, rule_text: str, margin: float, level: float,
+             spread: Spread | None, available: int, power: float) -> dict[str, Any]:
+    """One rule of an ``evalkit.plan/1`` document: the samples it needs, and what the data set resolves."""
+    row: dict[str, Any] = {"metric": metric, "slice": slice_name, "rule": rule_text, "margin": margin,
+                           "level": level, "power": power, "available": available, "effect": None, "sd": None,
+                           "basis": None, "n_needed": None, "power_at_available": None, "resolvable_margin": None,
+                           "note": None}
+    if spread is None:
+        row["note"] = ("no spread: give a pilot --run, or --discordance / --accuracy / --rate for a binary metric, "
+                       "--sd for another")
+        return row
+    row.update(effect=spread.effect, sd=spread.sd, basis=spread.basis,
+               n_needed=n_needed(spread.effect, spread.sd, margin, level, power))
+    if spread.effect + margin <= 0:
+        row["note"] = ("the assumed change is at or beyond the margin: the rule cannot be expected to pass; "
+                       "n_needed is the number of samples that would show it fails")
+    if available > 0:
+        row["power_at_available"] = pass_power(spread.effect, spread.sd, margin, available, level)
+        row["resolvable_margin"] = resolvable_margin(spread.effect, spread.sd, available, level, power)
+    return row

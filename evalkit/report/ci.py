@@ -30,12 +30,12 @@ _ICON = {"pass": "✅", "warn": "⚠️", "inconclusive": "❓", "fail": "❌", 
 
 def gate_label(g: dict[str, Any]) -> str:
     """A gate row's metric, with the slice it was checked on."""
-    return g["metric"] + (f" [{g['slice']}]" if g.get("slice") else "")
+    return str(g["metric"]) + (f" [{g['slice']}]" if g.get("slice") else "")
 
 
 def verdict_cell(g: dict[str, Any]) -> str:
     """A gate's verdict, with the samples an inconclusive one needs."""
-    return g["verdict"] + (f" (n≈{g['n_needed']})" if g.get("n_needed") else "")
+    return str(g["verdict"]) + (f" (n≈{g['n_needed']})" if g.get("n_needed") else "")
 
 
 def verdict_headline(report: dict[str, Any]) -> str:
