@@ -107,6 +107,7 @@ def gate_json(path: Path, db: Path, *extra: str) -> dict[str, object]:
     return dict(json.loads(result.stdout))
 
 
+@pytest.mark.slow  # several gate evaluations with 2,000 paired resamples
 def test_a_true_3_point_drop_on_60_samples_is_inconclusive_not_pass(suite, tmp_path):
     base, cand = paired(60, 0.85, lost=3, gained=1)  # Δ = −2/60 ≈ −3.3 points, margin 2 points
     db = tmp_path / "s.duckdb"
@@ -151,6 +152,7 @@ def test_n_needed_follows_the_discordance_formula(suite, tmp_path):
     assert "discordance b=0.05, c=0.0167" in acc["reason"]
 
 
+@pytest.mark.slow  # several gate evaluations with 2,000 paired resamples
 def test_the_same_models_on_3000_samples_with_no_drop_pass(suite, tmp_path):
     base, cand = paired(3000, 0.85, lost=100, gained=100)  # the same 6.7% discordance as above, no net change
     db = tmp_path / "s.duckdb"
@@ -164,6 +166,7 @@ def test_the_same_models_on_3000_samples_with_no_drop_pass(suite, tmp_path):
     assert acc["ci_low"] > -0.02 and "shown non-inferior" in acc["reason"]
 
 
+@pytest.mark.slow  # several gate evaluations with 2,000 paired resamples
 def test_a_clear_regression_on_3000_samples_fails(suite, tmp_path):
     base, cand = paired(3000, 0.85, lost=200, gained=50)  # −5 points
     db = tmp_path / "s.duckdb"
@@ -176,6 +179,7 @@ def test_a_clear_regression_on_3000_samples_fails(suite, tmp_path):
     assert report["gates"][0]["ci_high"] < -0.02
 
 
+@pytest.mark.slow  # several gate evaluations with 2,000 paired resamples
 def test_the_report_banner_and_gate_table_say_inconclusive(suite, tmp_path):
     base, cand = paired(60, 0.85, lost=3, gained=1)
     db = tmp_path / "s.duckdb"
@@ -225,6 +229,7 @@ def test_plans_n_reaches_the_target_power_in_simulation(suite, tmp_path, discord
     assert wide > 0.02 and abs(simulated_power(500, lost, gained, wide, 300, seed=3) - 0.8) <= 0.12
 
 
+@pytest.mark.slow  # several gate evaluations with 2,000 paired resamples
 def test_plan_from_a_pilot_run_uses_its_discordance(suite, tmp_path):
     base, cand = paired(60, 0.85, lost=3, gained=3)
     db = tmp_path / "s.duckdb"
@@ -244,6 +249,7 @@ def test_plan_from_a_pilot_run_uses_its_discordance(suite, tmp_path):
 HOLM_RULES = NI + "    - {metric: quality_mean, max_drop: 0.02, significance: noninferiority}\n"
 
 
+@pytest.mark.slow  # several gate evaluations with 2,000 paired resamples
 def test_holm_changes_a_borderline_verdict(suite, tmp_path):
     base, cand = paired(600, 0.8, lost=16, gained=16)  # lower bound ≈ −1.85 points at 95%, below −2 at 97.5%
     db = tmp_path / "s.duckdb"
@@ -259,6 +265,7 @@ def test_holm_changes_a_borderline_verdict(suite, tmp_path):
     assert holm["gates"][0]["ci_low"] < plain["gates"][0]["ci_low"]
 
 
+@pytest.mark.slow  # several gate evaluations with 2,000 paired resamples
 def test_holm_steps_down_to_the_unadjusted_level(suite, tmp_path):
     base, cand = paired(600, 0.8, lost=16, gained=16)
     db = tmp_path / "s.duckdb"
@@ -272,6 +279,7 @@ def test_holm_steps_down_to_the_unadjusted_level(suite, tmp_path):
     assert holm["verdict"] == "pass"
 
 
+@pytest.mark.slow  # several gate evaluations with 2,000 paired resamples
 def test_slice_rules_judge_that_slices_pairs(suite, tmp_path):
     n = 600
     kinds = slices_of(n)
