@@ -57,7 +57,7 @@ def slices_of(n: int) -> list[str]:
 
 
 def build(db: Path, base: np.ndarray, cand: np.ndarray, rules: str, run_id: str = "r1",
-          slices: list[str] | None = None) -> None:
+          slices: list[str] | None = None, quality: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """A stored, complete run of both models with the given per-sample correctness."""
     n = len(base)
     slices = slices or slices_of(n)
@@ -69,10 +69,11 @@ def build(db: Path, base: np.ndarray, cand: np.ndarray, rules: str, run_id: str 
         store.insert_samples([{"run_id": run_id, "sample_id": f"s{i:05d}", "position": i, "slice": slices[i],
                                "target": '"yes"'} for i in range(n)])
         rows = []
-        for model, correct in (("base", base), ("cand", cand)):
+        scores = quality or (base.astype(float), cand.astype(float))
+        for model, correct, score in (("base", base, scores[0]), ("cand", cand, scores[1])):
             store.upsert_run_model({"run_id": run_id, "model": model, "provider": "vllm", "status": "complete"})
             rows += [{"run_id": run_id, "model": model, "sample_id": f"s{i:05d}", "repeat": 0, "status": "ok",
-                      "output": "yes" if ok else "no", "schema_valid": True, "quality": float(ok),
+                      "output": "yes" if ok else "no", "schema_valid": True, "quality": float(score[i]),
                       "correct": bool(ok), "latency_ms": 50.0, "attempts": 1, "cache_hit": False,
                       "cache_key": f"{run_id}{model}{i}", "created_at": now()} for i, ok in enumerate(correct)]
         store.insert_results(rows)
@@ -192,6 +193,22 @@ def test_the_report_banner_and_gate_table_say_inconclusive(suite, tmp_path):
     assert 'data-verdict="inconclusive"' in html and '<div class="big">INCONCLUSIVE</div>' in html
     assert 'data-gate-verdict="inconclusive"' in html and f'data-n-needed="{n_needed}"' in html
     assert f"≈{n_needed:,} paired samples would resolve it" in html
+
+
+@pytest.mark.slow
+def test_n_needed_of_a_continuous_metric_comes_from_the_paired_bootstrap(suite, tmp_path):
+    n, rng = 100, np.random.default_rng(11)
+    q_base = rng.uniform(0.3, 0.9, n)
+    q_cand = np.clip(q_base - 0.01 + rng.normal(0, 0.15, n), 0, 1)
+    rules = "    - {metric: quality_mean, max_drop: 0.02, significance: noninferiority}\n"
+    db = tmp_path / "s.duckdb"
+    correct = (q_base > 0.5).astype(int)
+    build(db, correct, correct, rules, quality=(q_base, q_cand))
+    gate = gate_json(suite(rules, n), db)["gates"][0]
+    assert gate["verdict"] == "inconclusive" and "paired bootstrap" in gate["reason"]
+    diff = q_cand - q_base
+    analytic = ((1.959964 + 0.841621) * diff.std() / abs(diff.mean() + 0.02)) ** 2
+    assert gate["n_needed"] == pytest.approx(analytic, rel=0.15)  # bootstrap SE·√n ≈ the per-pair sd
 
 
 def simulated_power(n: int, lost: float, gained: float, margin: float, sims: int, seed: int) -> float:

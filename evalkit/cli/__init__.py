@@ -1,7 +1,7 @@
 """Stage 9 — the ``evalkit`` command line. Thin: parse, call one function, print. Nothing imports it.
 
-Exit codes: 0 success; 1 a gate found a regression; 2 a problem with the input (suite, data,
-arguments, store) — one line on stderr, no traceback unless ``--debug``; 3 an internal error;
+Exit codes: 0 success; 1 a gate failed or is inconclusive (``gate --allow-inconclusive``: 0); 2 a
+problem with the input (suite, data, arguments, store) — one line on stderr, no traceback unless ``--debug``; 3 an internal error;
 4 a run finished incomplete (a model was stopped after failing every call); 130 interrupted.
 """
 
