@@ -316,6 +316,11 @@ def test_slice_rules_judge_that_slices_pairs(suite, tmp_path):
     assert spam_gate["delta"] == pytest.approx(-40 / spam.sum()) and "slice spam (200 pairs)" in spam_gate["reason"]
     text = invoke("gate", str(suite(rules, n)), "--db", str(db)).stdout
     assert "accuracy [spam]" in text and "accuracy [ham]" in text
+    out = tmp_path / "r.html"
+    assert invoke("report", "latest", "--db", str(db), "-o", str(out)).exit_code == 0
+    html = out.read_text()
+    assert html.count('data-gate-slice="spam"') == 2 and html.count('data-gate-slice="ham"') == 1
+    assert 'id="gate-family"' in html and "3 relative rules share the error rate" in html
     missing = gate_json(suite("    - {metric: accuracy, max_drop: 0.02, slice: eggs}\n", n), db)
     assert missing["gates"][0]["verdict"] == "error" and "no pairs in slice 'eggs'" in missing["gates"][0]["reason"]
 

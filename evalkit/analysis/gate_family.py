@@ -84,7 +84,7 @@ def decisive_p(rule: GateRule, spread: Spread | None) -> float:
 def family_levels(family: list[GateRule], evidence: Evidence, correction: str, judge: Judge) -> list[float]:
     """Each family rule's CI level: its own ``confidence``, or Holm's step-down level.
 
-    Holm: order the rules by :func:`_decisive_p`, smallest first; the rule at step j (of k) is judged on
+    Holm: order the rules by :func:`decisive_p`, smallest first; the rule at step j (of k) is judged on
     its CI at level 1 − α/(k − j + 1), α = 1 − its confidence. The procedure stops at the first rule
     that does not reach its decisive outcome (pass, or fail for ``ci`` rules); every later rule is judged
     at the level of that step."""
