@@ -351,3 +351,19 @@ def test_validate_rejects_a_slice_rule_when_the_dataset_has_no_slices(tmp_path):
     result = invoke("validate", str(path))
     assert result.exit_code == 2 and re.search(r"suite\.yaml:\d+: gates\.rules\.0\.per_slice: the dataset has no "
                                                r"slices", result.stderr), result.output
+
+
+def test_plan_says_what_is_wrong_with_its_input(suite, tmp_path):
+    none = invoke("plan", str(suite("    - {metric: accuracy, max_drop: 0.02}\n", 30)), "--discordance", "0.1")
+    assert none.exit_code == 2 and "no noninferiority rule" in none.stderr
+    path = suite(NI, 30)
+    bad = invoke("plan", str(path), "--discordance", "accuracy=zero")
+    assert bad.exit_code == 2 and "expected a number or METRIC=NUMBER" in bad.stderr
+    impossible = invoke("plan", str(path), "--discordance", "0.01", "--delta", "-0.05")
+    assert impossible.exit_code == 2 and "needs at least that share of discordant pairs" in impossible.stderr
+    beyond = json.loads(invoke("plan", str(path), "--discordance", "0.1", "--delta", "-0.03", "--json").stdout)
+    assert "beyond the margin" in beyond["rules"][0]["note"] and beyond["rules"][0]["n_needed"] > 0
+    holm = suite(NI + "    - {metric: error_rate, max_rise: 0.01, significance: noninferiority}\n", 30,
+                 extra="  correction: holm\n")
+    levels = [r["level"] for r in json.loads(invoke("plan", str(holm), "--discordance", "0.1", "--json").stdout)["rules"]]
+    assert levels == [pytest.approx(0.975)] * 2  # Bonferroni: the strictest level Holm can apply
