@@ -155,3 +155,12 @@ def suite_json_schema() -> dict[str, Any]:
 
 def dump_schema() -> str:
     return json.dumps(suite_json_schema(), indent=2)
+
+
+def suite_line(loaded: LoadedSuite, *path: str | int) -> int | None:
+    """1-based line of a key of the loaded suite (or of its closest parent), for errors raised after loading."""
+    try:
+        root = yaml.compose(loaded.text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    return _key_line(root, tuple(path)) or _line_of(root, tuple(path))
