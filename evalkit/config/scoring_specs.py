@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 
 from evalkit.config.model_specs import Strict
 
-
 CORRECT_BUILTINS = ("label_match", "exact", "json_fields", "numeric")
 
 
