@@ -20,6 +20,7 @@ counted in ``unpaired_repeats``, not listed as missing samples.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,7 @@ from evalkit.analysis.bootstrap import (
     row_tail,
     stratified_sums,
 )
+from evalkit.analysis.metrics import confident_threshold
 from evalkit.errors import ConfigError
 from evalkit.store.db import Store
 
@@ -50,7 +52,7 @@ EXACT_BELOW = 25
 # Metrics paired_deltas() compares; a relative gate (max_drop / max_rise) needs one of them.
 PAIRED_METRICS = frozenset({
     "accuracy", "quality_mean", "error_rate", "schema_valid_rate", "feasible_rate", "valid_but_infeasible_rate",
-    "tail5", "brier", "ece", "cost_per_1k", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95",
+    "tail5", "brier", "ece", "tail5_brier", "confident_error_rate", "cost_per_1k", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95",
     "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95"})
 
 
@@ -89,6 +91,7 @@ class Pairing:
     only_baseline: list[str] = field(default_factory=list)
     only_candidate: list[str] = field(default_factory=list)
     unpaired_repeats: dict[str, int] = field(default_factory=lambda: {"baseline": 0, "candidate": 0})
+    confident_threshold: float = 0.9  # confident_error_rate's, from the candidate run's config
 
 
 def _load(store: Store, side: Side) -> pd.DataFrame:
@@ -111,7 +114,9 @@ def pair(store: Store, baseline: Side, candidate: Side) -> Pairing:
     rows = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{baseline} and {candidate} share no sample: nothing to compare")
-    return Pairing(baseline, candidate, rows, only_b, only_c, surplus)
+    run = store.get_run(candidate.run_id)
+    config = json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config")
+    return Pairing(baseline, candidate, rows, only_b, only_c, surplus, confident_threshold(config))
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,29 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
     streamed = both_ok & rows["ttft_ms_b"].notna().to_numpy() & rows["ttft_ms_c"].notna().to_numpy()
     ttft_b, ttft_c = rows.loc[streamed, "ttft_ms_b"].to_numpy(float), rows.loc[streamed, "ttft_ms_c"].to_numpy(float)
     out.update(_quantile_deltas("ttft_ms", ttft_b, ttft_c, (50, 95), resamples, rng, confidence, sample[streamed]))
+    if conf.any():  # last, so the CIs above keep the random draws they had before these metrics existed
+        out.update(_confidence_tail_deltas(cb, yb, cc, yc, pairing.confident_threshold, resamples, rng, confidence,
+                                           in_conf))
     return out
+
+
+def _confidence_tail_deltas(cb: np.ndarray, yb: np.ndarray, cc: np.ndarray, yc: np.ndarray, threshold: float,
+                            resamples: int, rng: np.random.Generator, confidence: float,
+                            groups: np.ndarray) -> dict[str, Delta]:
+    """tail5_brier and confident_error_rate deltas on the pairs where both sides have a confidence.
+
+    The worst 5% by squared error is the lowest 5% of its negation: ``row_tail`` (with its count
+    shortcut) on −(confidence − correct)², negated back (the interval's ends swap).
+    """
+    neg = _delta("tail5_brier", -((cb - yb) ** 2), -((cc - yc) ** 2), row_tail, resamples, rng, confidence, groups)
+    def back(v: float | None) -> float | None:
+        return None if v is None else -v
+    tail = Delta("tail5_brier", back(neg.baseline), back(neg.candidate), back(neg.delta), back(neg.ci_high),
+                 back(neg.ci_low), neg.n)
+    wrong_b = ((yb == 0) & (cb >= threshold)).astype(float)
+    wrong_c = ((yc == 0) & (cc >= threshold)).astype(float)
+    return {"tail5_brier": tail, "confident_error_rate": _delta("confident_error_rate", wrong_b, wrong_c, row_mean,
+                                                                resamples, rng, confidence, groups)}
 
 
 def _quantile_deltas(prefix: str, a: np.ndarray, b: np.ndarray, percents: tuple[int, ...], resamples: int,
