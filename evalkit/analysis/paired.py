@@ -52,8 +52,9 @@ EXACT_BELOW = 25
 # Metrics paired_deltas() compares; a relative gate (max_drop / max_rise) needs one of them.
 PAIRED_METRICS = frozenset({
     "accuracy", "quality_mean", "error_rate", "schema_valid_rate", "feasible_rate", "valid_but_infeasible_rate",
-    "tail5", "brier", "ece", "tail5_brier", "confident_error_rate", "cost_per_1k", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95",
-    "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95"})
+    "tail5", "brier", "ece", "cost_per_1k", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95",
+    "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95",
+    "tail5_brier", "confident_error_rate"})
 
 
 @dataclass(frozen=True)
