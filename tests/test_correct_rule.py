@@ -74,6 +74,7 @@ def _stored(db, run_id):
     return {r["sample_id"]: (r["quality"], r["correct"], r["score_error"]) for r in rows}, config
 
 
+@pytest.mark.slow
 def test_custom_rule_separates_what_no_threshold_can(shipping):
     build, server, tmp = shipping
     summary = run_suite(load_suite(build('"checks.py:right_carrier"')), str(tmp / "r.duckdb"))
@@ -91,6 +92,7 @@ def test_custom_rule_separates_what_no_threshold_can(shipping):
     assert len(server.requests) == 4
 
 
+@pytest.mark.slow
 def test_builtin_json_fields_rule_with_its_own_fields(shipping):
     build, _, tmp = shipping
     summary = run_suite(load_suite(build("{scorer: json_fields, fields: [carrier]}")), str(tmp / "r.duckdb"))

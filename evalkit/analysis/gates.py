@@ -24,6 +24,7 @@ import difflib
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from evalkit.analysis.coverage import CONFIDENCE_METRICS, confidence_gap
 from evalkit.analysis.metrics import METRICS
 from evalkit.analysis.paired import PAIRED_METRICS, Delta, Pairing, mcnemar_tests, paired_deltas, regressions, slice_table
 from evalkit.analysis.retention import compare_retention, parse_ref
@@ -192,6 +193,11 @@ def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 
             results.append(_relative(rule, d))
         if rule.min is not None or rule.max is not None:
             results.append(_absolute(rule, candidate_metrics.get(rule.metric), d))
+    if any(r.verdict == "error" and r.metric in CONFIDENCE_METRICS for r in results):  # say why there is no value
+        gap = confidence_gap(store, pairing.rows, (pairing.baseline.run_id, pairing.baseline.model),
+                             (pairing.candidate.run_id, pairing.candidate.model))
+        results = [replace(r, reason=gap) if gap and r.verdict == "error" and r.metric in CONFIDENCE_METRICS else r
+                   for r in results]
     failed = [r for r in results if r.verdict in ("fail", "error")]
     regressed = regressions(pairing)
     return {
