@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
 from evalkit.analysis.costs import DAYS_PER_MONTH, monthly_cost
-from evalkit.errors import ConfigError
 from evalkit.analysis.coverage import coverage_warnings
+from evalkit.errors import ConfigError
 from evalkit.report import charts
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
 from evalkit.store.db import Store
