@@ -66,13 +66,13 @@ def worst_entries(rows: pd.DataFrame, others: pd.DataFrame, limit: int,
     """The gallery of one model: (up to ``limit`` entries, the size of its worst 5%)."""
     n_worst = max(1, int(np.ceil(0.05 * len(rows)))) if len(rows) else 0
     worst = order_worst(rows, others).head(min(n_worst, limit))
-    worst = worst.assign(correct=worst["correct"].astype("boolean").fillna(False))
+    correct = worst["correct"].astype("boolean").fillna(False).to_numpy(dtype=bool).tolist()
+    quality = worst["quality"].to_numpy(dtype="float64").tolist()
+    conf = worst["confidence"].to_numpy(dtype="float64", na_value=np.nan).tolist()
     entries = []
-    for r in worst.itertuples():
-        conf = None if r.confidence is None or (isinstance(r.confidence, float) and math.isnan(r.confidence)) \
-            else float(r.confidence)
-        entries.append({"sample_id": r.sample_id, "quality": float(r.quality), "correct": bool(r.correct),
-                        "confidence": conf, "target": clip(r.target),
+    for j, r in enumerate(worst.itertuples()):
+        entries.append({"sample_id": r.sample_id, "quality": quality[j], "correct": correct[j],
+                        "confidence": None if math.isnan(conf[j]) else conf[j], "target": clip(r.target),
                         "output": clip(r.output if r.status == "ok" else f"[error] {r.error}"),
                         "violations": json.loads(r.violations) if isinstance(r.violations, str) else []})
     return entries, n_worst
