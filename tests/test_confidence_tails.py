@@ -110,3 +110,35 @@ def test_repeats_resample_whole_samples(tmp_path):
     for name in ("tail5_brier", "confident_error_rate"):
         d = deltas[name]
         assert d.ci_low <= d.delta <= d.ci_high and d.n == 3 * (N - 6), name
+
+
+@pytest.mark.parametrize("spare_sd", [8.0, 0.0])  # 0: most resamples take the completion path
+def test_low_tail_shortcut_has_the_distribution_of_row_resampling(spare_sd):
+    from evalkit.analysis.bootstrap import low_tail_replicates, resample_indices, row_tail
+
+    rng = np.random.default_rng(2)
+    columns = np.stack([rng.random(3000), rng.gamma(2.0, 1.0, 3000)], 1)
+    fast = low_tail_replicates(columns, 3000, np.random.default_rng(3), spare_sd=spare_sd)
+    rows = np.concatenate([np.stack([row_tail(columns[idx, 0]), row_tail(columns[idx, 1])], 1)
+                           for _, idx in resample_indices(3000, 3000, np.random.default_rng(4))])
+    for j in range(2):
+        assert fast[:, j].mean() == pytest.approx(rows[:, j].mean(), abs=4 * rows[:, j].std() / math.sqrt(3000))
+        assert fast[:, j].std() == pytest.approx(rows[:, j].std(), rel=0.08)
+    # the delta's spread (what a paired gate reads) agrees too
+    assert (fast[:, 1] - fast[:, 0]).std() == pytest.approx((rows[:, 1] - rows[:, 0]).std(), rel=0.08)
+
+
+def test_paired_tail_on_many_distinct_confidences_matches_numpy(tmp_path):
+    n = 2500  # over 2048 distinct pairs: the low-tail shortcut, not the count shortcut
+    rng = np.random.default_rng(9)
+    cb, cc = rng.random(n), rng.random(n)
+    yb, yc = rng.random(n) < cb, rng.random(n) < cc * 0.8
+    db = tmp_path / "d.duckdb"
+    build_run(db, "r1", {"base": {"correct": yb, "confidence": cb}, "cand": {"correct": yc, "confidence": cc}}, n=n)
+    with Store(db, read_only=True) as store:
+        d = paired_deltas(pair(store, Side("r1", "base"), Side("r1", "cand")), seed=1, resamples=500)["tail5_brier"]
+    k = math.ceil(0.05 * n)
+    worst_b = np.sort((cb - yb) ** 2)[::-1][:k].mean()
+    worst_c = np.sort((cc - yc) ** 2)[::-1][:k].mean()
+    assert (d.baseline, d.candidate) == pytest.approx((worst_b, worst_c), abs=1e-12)
+    assert d.ci_low < d.delta < d.ci_high and d.ci_high - d.ci_low < 0.1

@@ -18,11 +18,13 @@ import pandas as pd
 
 from evalkit.analysis.bootstrap import (
     ECE_BINS,
+    MAX_DISTINCT,
     FloatArray,
     RowStat,
     bootstrap,
     calibration_resamples,
     ece,
+    low_tail_replicates,
     percentile_interval,
     row_mean,
     row_tail,
@@ -120,11 +122,17 @@ def _confidence_tails(conf: FloatArray, corr: FloatArray, threshold: float, resa
                       rng: np.random.Generator) -> tuple[MetricValue, MetricValue]:
     """tail5_brier and confident_error_rate over the rows with a confidence.
 
-    The worst 5% by squared error is the best 5% of its negation: the tail machinery (and its
-    multinomial shortcut) of ``tail5`` applies to −(confidence − correct)², negated back.
+    The worst 5% by squared error is the lowest 5% of its negation: the tail machinery of ``tail5`` (its
+    count shortcut for few distinct values, else the low-tail shortcut) applies to −(confidence − correct)²,
+    negated back.
     """
     neg = -((conf - corr) ** 2)
-    low, high = bootstrap(neg, row_tail, resamples, rng)
+    low: float | None
+    high: float | None
+    if resamples > 0 and len(neg) >= 2 and len(np.unique(neg)) > MAX_DISTINCT:  # e.g. logprob confidences
+        low, high = percentile_interval(low_tail_replicates(neg[:, None], resamples, rng)[:, 0])
+    else:
+        low, high = bootstrap(neg, row_tail, resamples, rng)
     tail = MetricValue(-tail_mean(neg), None if high is None else -high, None if low is None else -low, len(conf))
     confident_wrong = ((corr == 0.0) & (conf >= threshold)).astype("float64")
     return tail, _mean_metric(confident_wrong, resamples, rng)

@@ -33,9 +33,11 @@ from scipy import stats
 
 from evalkit.analysis.bootstrap import (
     ECE_BINS,
+    MAX_DISTINCT,
     _cluster_bootstrap,
     ece,
     ece_bins,
+    low_tail_replicates,
     paired_bootstrap,
     paired_quantile_cis,
     percentile_interval,
@@ -43,6 +45,7 @@ from evalkit.analysis.bootstrap import (
     row_mean,
     row_tail,
     stratified_sums,
+    tail_mean,
 )
 from evalkit.analysis.metrics import confident_threshold
 from evalkit.errors import ConfigError
@@ -265,7 +268,16 @@ def _confidence_tail_deltas(cb: np.ndarray, yb: np.ndarray, cc: np.ndarray, yc: 
     The worst 5% by squared error is the lowest 5% of its negation: ``row_tail`` (with its count
     shortcut) on −(confidence − correct)², negated back (the interval's ends swap).
     """
-    neg = _delta("tail5_brier", -((cb - yb) ** 2), -((cc - yc) ** 2), row_tail, resamples, rng, confidence, groups)
+    neg_b, neg_c = -((cb - yb) ** 2), -((cc - yc) ** 2)
+    pairs = np.stack([neg_b, neg_c], 1)
+    if (resamples > 0 and len(pairs) >= 2 and len(np.unique(groups)) == len(groups)
+            and len(np.unique(pairs, axis=0)) > MAX_DISTINCT):  # many distinct values, no repeats
+        reps = low_tail_replicates(pairs, resamples, rng)
+        va, vb = tail_mean(neg_b), tail_mean(neg_c)
+        neg = Delta("tail5_brier", va, vb, vb - va, *percentile_interval(reps[:, 1] - reps[:, 0], confidence),
+                    len(pairs))
+    else:
+        neg = _delta("tail5_brier", neg_b, neg_c, row_tail, resamples, rng, confidence, groups)
     def back(v: float | None) -> float | None:
         return None if v is None else -v
     tail = Delta("tail5_brier", back(neg.baseline), back(neg.candidate), back(neg.delta), back(neg.ci_high),
