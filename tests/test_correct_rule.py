@@ -221,3 +221,16 @@ def test_numpy_bool_counts_and_infeasible_is_wrong_overrides_the_rule(make_suite
                           name=f"s{strict}.yaml")
         s = SampleScorer(load_suite(path)).score(rendered, Completion(text="7"))
         assert (s.feasible, s.correct) == (False, expected), strict
+
+
+def test_validate_reports_a_bad_rule_with_file_line_and_exit_2(make_suite, tmp_path):
+    from click.testing import CliRunner
+
+    from evalkit.cli import main
+
+    (tmp_path / "rules.py").write_text("def right(answer, target):\n    return True\n")
+    path = make_suite(_rule_suite('"rules.py:right"'), rows=[{"id": 1, "q": "x", "answer": 7}])
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert (f"{path.resolve()}:9: scoring.correct: 'rules.py:right': 'right' must accept 3 positional arguments"
+            in result.stderr)

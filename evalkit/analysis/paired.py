@@ -33,11 +33,9 @@ from scipy import stats
 
 from evalkit.analysis.bootstrap import (
     ECE_BINS,
-    MAX_DISTINCT,
     _cluster_bootstrap,
     ece,
     ece_bins,
-    low_tail_replicates,
     paired_bootstrap,
     paired_quantile_cis,
     percentile_interval,
@@ -45,9 +43,9 @@ from evalkit.analysis.bootstrap import (
     row_mean,
     row_tail,
     stratified_sums,
-    tail_mean,
 )
 from evalkit.analysis.metrics import confident_threshold
+from evalkit.analysis.tail_deltas import confidence_tail_deltas
 from evalkit.errors import ConfigError
 from evalkit.store.db import Store
 
@@ -255,37 +253,10 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
     ttft_b, ttft_c = rows.loc[streamed, "ttft_ms_b"].to_numpy(float), rows.loc[streamed, "ttft_ms_c"].to_numpy(float)
     out.update(_quantile_deltas("ttft_ms", ttft_b, ttft_c, (50, 95), resamples, rng, confidence, sample[streamed]))
     if conf.any():  # last, so the CIs above keep the random draws they had before these metrics existed
-        out.update(_confidence_tail_deltas(cb, yb, cc, yc, pairing.confident_threshold, resamples, rng, confidence,
-                                           in_conf))
+        for name, values in confidence_tail_deltas(cb, yb, cc, yc, pairing.confident_threshold, resamples, rng,
+                                                   confidence, in_conf).items():
+            out[name] = Delta(name, *values)
     return out
-
-
-def _confidence_tail_deltas(cb: np.ndarray, yb: np.ndarray, cc: np.ndarray, yc: np.ndarray, threshold: float,
-                            resamples: int, rng: np.random.Generator, confidence: float,
-                            groups: np.ndarray) -> dict[str, Delta]:
-    """tail5_brier and confident_error_rate deltas on the pairs where both sides have a confidence.
-
-    The worst 5% by squared error is the lowest 5% of its negation: ``row_tail`` (with its count
-    shortcut) on −(confidence − correct)², negated back (the interval's ends swap).
-    """
-    neg_b, neg_c = -((cb - yb) ** 2), -((cc - yc) ** 2)
-    pairs = np.stack([neg_b, neg_c], 1)
-    if (resamples > 0 and len(pairs) >= 2 and len(np.unique(groups)) == len(groups)
-            and len(np.unique(pairs, axis=0)) > MAX_DISTINCT):  # many distinct values, no repeats
-        reps = low_tail_replicates(pairs, resamples, rng)
-        va, vb = tail_mean(neg_b), tail_mean(neg_c)
-        neg = Delta("tail5_brier", va, vb, vb - va, *percentile_interval(reps[:, 1] - reps[:, 0], confidence),
-                    len(pairs))
-    else:
-        neg = _delta("tail5_brier", neg_b, neg_c, row_tail, resamples, rng, confidence, groups)
-    def back(v: float | None) -> float | None:
-        return None if v is None else -v
-    tail = Delta("tail5_brier", back(neg.baseline), back(neg.candidate), back(neg.delta), back(neg.ci_high),
-                 back(neg.ci_low), neg.n)
-    wrong_b = ((yb == 0) & (cb >= threshold)).astype(float)
-    wrong_c = ((yc == 0) & (cc >= threshold)).astype(float)
-    return {"tail5_brier": tail, "confident_error_rate": _delta("confident_error_rate", wrong_b, wrong_c, row_mean,
-                                                                resamples, rng, confidence, groups)}
 
 
 def _quantile_deltas(prefix: str, a: np.ndarray, b: np.ndarray, percents: tuple[int, ...], resamples: int,
