@@ -111,7 +111,6 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "latency_chart": lat_chart, "cost_chart": charts.cost_quality(cq_points, colors),
         "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
         "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
-        "confident_threshold": ((config.get("confidence") or {}).get("confident_threshold") or 0.9),
     }
 
 
