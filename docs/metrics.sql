@@ -1,6 +1,9 @@
 -- evalkit metric definitions, as SQL over the `results` table.
 -- Every point estimate that `evalkit show` prints equals what these queries return
 -- (tests/test_metrics_sql.py runs them against stored runs). Replace $run_id with a run id.
+-- `correct` is stored per row: quality >= scoring.correct_threshold, or, when the suite sets scoring.correct,
+-- that rule's verdict on a usable answer (false for an unusable answer, and for an infeasible one while
+-- scoring.infeasible_is_wrong); the rule is in the run's config (runs.config -> scoring.correct).
 
 -- name: per_model
 SELECT
@@ -60,6 +63,24 @@ FROM (
     FROM (SELECT *, count(*) OVER (PARTITION BY model) AS n
           FROM results WHERE run_id = $run_id AND confidence IS NOT NULL)
     GROUP BY model, bin
+)
+GROUP BY model
+ORDER BY model;
+
+-- name: confidence_tails
+-- over the m rows of each model that have a confidence:
+-- tail5_brier: mean squared error (confidence - correct)^2 of the worst ceil(5% of m) rows (highest error first);
+-- confident_error_rate: share of them wrong with confidence >= $confident_threshold
+--   (the run's confidence.confident_threshold, default 0.9)
+SELECT model,
+       avg(squared) FILTER (WHERE rank <= ceil(0.05 * m))                         AS tail5_brier,
+       avg((NOT correct AND confidence >= $confident_threshold)::DOUBLE)          AS confident_error_rate
+FROM (
+    SELECT model, correct, confidence, power(confidence - correct::DOUBLE, 2) AS squared,
+           row_number() OVER (PARTITION BY model ORDER BY power(confidence - correct::DOUBLE, 2) DESC) AS rank,
+           count(*) OVER (PARTITION BY model)                                     AS m
+    FROM results
+    WHERE run_id = $run_id AND confidence IS NOT NULL
 )
 GROUP BY model
 ORDER BY model;

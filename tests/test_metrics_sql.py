@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from evalkit.analysis.metrics import compute_run_metrics
 from evalkit.store import Store
@@ -21,10 +22,12 @@ def documented_queries() -> dict[str, str]:
     return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
 
 
-def fill_random_run(store: Store, run_id: str, n: int = 400, seed: int = 5) -> None:
+def fill_random_run(store: Store, run_id: str, n: int = 400, seed: int = 5,
+                    config: dict | None = None) -> None:
     rng = np.random.default_rng(seed)
     store.create_run({"run_id": run_id, "suite_name": "s", "suite_hash": "h", "status": "complete",
-                      "created_at": now(), "n_samples": n, "repeats": 1})
+                      "created_at": now(), "n_samples": n, "repeats": 1,
+                      **({"config": config} if config is not None else {})})
     rows = []
     for model, has_checks in (("a", True), ("b", False)):
         for i in range(n):
@@ -48,15 +51,18 @@ def fill_random_run(store: Store, run_id: str, n: int = 400, seed: int = 5) -> N
     store.insert_results(rows)
 
 
-def test_stored_metrics_equal_documented_sql(tmp_path: Path):
+@pytest.mark.parametrize("threshold", [None, 0.5])
+def test_stored_metrics_equal_documented_sql(tmp_path: Path, threshold: float | None):
     with Store(tmp_path / "m.duckdb") as store:
-        fill_random_run(store, "r1")
+        config = None if threshold is None else {"confidence": {"confident_threshold": threshold}}
+        fill_random_run(store, "r1", config=config)
         compute_run_metrics(store, "r1", seed=0, resamples=100)
         stored = {(r["model"], r["metric"]): r["value"] for r in store.metrics("r1")}
         queries = documented_queries()
-        assert set(queries) == {"per_model", "tail5", "ece"}
+        assert set(queries) == {"per_model", "tail5", "ece", "confidence_tails"}
         checked = set()
         for sql in queries.values():
+            sql = sql.replace("$confident_threshold", str(0.9 if threshold is None else threshold))
             for record in store.dicts(sql.replace("$run_id", "'r1'")):
                 model = record.pop("model")
                 for metric, value in record.items():

@@ -301,3 +301,42 @@ def _cluster_bootstrap(a: FloatArray, b: FloatArray, stat: RowStat, groups: Inde
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(out, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def low_tail_replicates(columns: FloatArray, resamples: int, rng: np.random.Generator,
+                        spare_sd: float = 8.0) -> FloatArray:
+    """Worst-⌈5%·n⌉ means (lowest values) of each column of (n, s) rows, on the same bootstrap resamples of the rows.
+
+    Only the lowest values can enter a resample's tail. Take each column's t lowest rows (t a few standard
+    deviations above k) and their union U: a resample's draws that land in U are Binomial(n, |U|/n) in number
+    and uniform over U, and whenever a column has at least k of them among its own t lowest, its tail is the k
+    lowest of those draws. So each resample costs O(t), not O(n) — the same distribution as resampling n
+    rows. A resample where a column falls short (odds far below 1e-9) draws its remaining n − c rows outside
+    U and is computed in full, so the result stays exact (``spare_sd``: how many standard deviations of spare
+    rows t holds above k; fewer only make that completion more frequent). Returns (resamples, s).
+    """
+    n, sides = columns.shape
+    k = max(1, math.ceil(TAIL_FRACTION * n))
+    t = min(n, k + math.ceil(spare_sd * math.sqrt(k)) + 16)
+    low = [np.argpartition(columns[:, j], t - 1)[:t] if t < n else np.arange(n) for j in range(sides)]
+    union = np.unique(np.concatenate(low))
+    per_side = [np.ascontiguousarray(columns[union, j]) for j in range(sides)]  # 1-D gathers are cheaper
+    in_low = np.zeros((len(union), sides), dtype=bool)
+    for j, rows in enumerate(low):
+        in_low[np.searchsorted(union, rows), j] = True
+    # which sides' low sets each union row is in, as one code: a bincount of the picks' codes counts them all
+    code = (in_low * (1 << np.arange(sides))).sum(axis=1)
+    members = np.array([[(c >> j) & 1 for j in range(sides)] for c in range(1 << sides)])  # (codes, sides)
+    outside = np.setdiff1d(np.arange(n), union, assume_unique=True)
+    counts = rng.binomial(n, len(union) / n, size=resamples)
+    out = np.empty((resamples, sides))
+    for i, c in enumerate(counts):
+        picks = rng.integers(0, len(union), size=int(c), dtype=np.int32)
+        enough = np.bincount(code[picks], minlength=1 << sides) @ members >= k
+        if enough.all():
+            out[i] = [np.partition(values[picks], k - 1)[:k].mean() for values in per_side]
+        else:  # complete this very resample with its draws outside U
+            rest = outside[rng.integers(0, len(outside), size=n - int(c))] if len(outside) else outside
+            full = np.concatenate([columns[union[picks]], columns[rest]])
+            out[i] = np.partition(full, k - 1, axis=0)[:k].mean(axis=0)
+    return out

@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from evalkit.analysis.coverage import CONFIDENCE_METRICS, confidence_gap
 from evalkit.analysis.gate_family import Evidence, expand_targets, family_document, family_levels, in_family
 from evalkit.analysis.metrics import METRICS
 from evalkit.analysis.paired import PAIRED_METRICS, Delta, Pairing, mcnemar_tests, regressions, slice_table
@@ -274,6 +275,11 @@ def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 
             results += _retention(store, pairing, rule, retention, seed, resamples)
             continue
         results += _judge(store, rule, levels_by_rule.get(id(rule), rule.confidence), evidence, candidate_metrics)
+    if any(r.verdict == "error" and r.metric in CONFIDENCE_METRICS for r in results):  # say why there is no value
+        gap = confidence_gap(store, pairing.rows, (pairing.baseline.run_id, pairing.baseline.model),
+                             (pairing.candidate.run_id, pairing.candidate.model))
+        results = [replace(r, reason=gap) if gap and r.verdict == "error" and r.metric in CONFIDENCE_METRICS else r
+                   for r in results]
     gates = [asdict(r) for r in results]
     levels = list(levels_by_rule.values())
     regressed = regressions(pairing)

@@ -18,15 +18,18 @@ import pandas as pd
 
 from evalkit.analysis.bootstrap import (
     ECE_BINS,
+    MAX_DISTINCT,
     FloatArray,
     RowStat,
     bootstrap,
     calibration_resamples,
     ece,
+    low_tail_replicates,
     percentile_interval,
     row_mean,
     row_tail,
     seeded_rng,
+    tail_mean,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +58,10 @@ _INFO = [
     MetricInfo("ece", False, f"expected calibration error, {ECE_BINS} equal-width bins"),
     MetricInfo("confidence_coverage", True, "share of rows that have a confidence"),
     MetricInfo("tail5", True, "mean quality of the worst ⌈5%·n⌉ rows"),
+    MetricInfo("tail5_brier", False, "mean (confidence − correct)² of the worst ⌈5%·m⌉ of the m rows with a "
+               "confidence (worst: highest squared error)"),
+    MetricInfo("confident_error_rate", False, "share of the rows with a confidence that are wrong with "
+               "confidence ≥ confidence.confident_threshold (default 0.9)"),
     MetricInfo("latency_ms_p50", False, "median wall latency of successful calls (ms)"),
     MetricInfo("latency_ms_p90", False, "90th percentile latency (ms)"),
     MetricInfo("latency_ms_p95", False, "95th percentile latency (ms)"),
@@ -111,6 +118,26 @@ def _calibration_metrics(conf: FloatArray, corr: FloatArray, resamples: int,
             MetricValue(ece(conf, corr), *ece_ci, n))
 
 
+def _confidence_tails(conf: FloatArray, corr: FloatArray, threshold: float, resamples: int,
+                      rng: np.random.Generator) -> tuple[MetricValue, MetricValue]:
+    """tail5_brier and confident_error_rate over the rows with a confidence.
+
+    The worst 5% by squared error is the lowest 5% of its negation: the tail machinery of ``tail5`` (its
+    count shortcut for few distinct values, else the low-tail shortcut) applies to −(confidence − correct)²,
+    negated back.
+    """
+    neg = -((conf - corr) ** 2)
+    low: float | None
+    high: float | None
+    if resamples > 0 and len(neg) >= 2 and len(np.unique(neg)) > MAX_DISTINCT:  # e.g. logprob confidences
+        low, high = percentile_interval(low_tail_replicates(neg[:, None], resamples, rng)[:, 0])
+    else:
+        low, high = bootstrap(neg, row_tail, resamples, rng)
+    tail = MetricValue(-tail_mean(neg), None if high is None else -high, None if low is None else -low, len(conf))
+    confident_wrong = ((corr == 0.0) & (conf >= threshold)).astype("float64")
+    return tail, _mean_metric(confident_wrong, resamples, rng)
+
+
 def _percentile(x: FloatArray, q: float) -> MetricValue:
     x = x[~np.isnan(x)]
     if len(x) == 0:
@@ -118,8 +145,9 @@ def _percentile(x: FloatArray, q: float) -> MetricValue:
     return MetricValue(float(np.percentile(x, q)), n=len(x))
 
 
-def model_metrics(frame: pd.DataFrame, model: str, seed: int = 0, resamples: int = 1000) -> dict[str, MetricValue]:
-    """All metrics of one model from its result rows."""
+def model_metrics(frame: pd.DataFrame, model: str, seed: int = 0, resamples: int = 1000,
+                  confident_threshold: float = 0.9) -> dict[str, MetricValue]:
+    """All metrics of one model from its result rows (``confident_threshold``: confident_error_rate's)."""
     rng = seeded_rng(seed, model)
     n = len(frame)
     ok = (frame["status"] == "ok").to_numpy()
@@ -178,7 +206,19 @@ def model_metrics(frame: pd.DataFrame, model: str, seed: int = 0, resamples: int
         out["cost_usd"] = MetricValue(None)
         out["cost_per_1k"] = MetricValue(None)
     out["n_score_errors"] = MetricValue(float(frame["score_error"].notna().sum()), n=n)
+    if has_conf.any():  # last, so the CIs above keep the random draws they had before these metrics existed
+        out["tail5_brier"], out["confident_error_rate"] = _confidence_tails(
+            confidence[has_conf], correct[has_conf], confident_threshold, resamples, rng)
+    else:
+        out["tail5_brier"] = MetricValue(None)
+        out["confident_error_rate"] = MetricValue(None)
     return out
+
+
+def confident_threshold(config: dict[str, Any] | None) -> float:
+    """``confidence.confident_threshold`` of a stored run config (0.9 when absent, e.g. an imported log)."""
+    value = ((config or {}).get("confidence") or {}).get("confident_threshold")
+    return 0.9 if value is None else float(value)
 
 
 METRIC_COLUMNS = ("model", "status", "correct", "quality", "schema_valid", "feasible", "confidence", "latency_ms",
@@ -188,18 +228,24 @@ METRIC_COLUMNS = ("model", "status", "correct", "quality", "schema_valid", "feas
 def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int = 1000) -> list[dict[str, Any]]:
     """Compute every model's metrics from the stored rows and replace the run's metric rows."""
     frame: pd.DataFrame = store.results_frame(run_id, METRIC_COLUMNS)
+    threshold = confident_threshold(_config(store, run_id))
     rows: list[dict[str, Any]] = []
     for model, group in frame.groupby("model", sort=True):
-        for name, mv in model_metrics(group, str(model), seed, resamples).items():
+        for name, mv in model_metrics(group, str(model), seed, resamples, threshold).items():
             rows.append({"run_id": run_id, "model": str(model), "metric": name, "value": mv.value,
                          "ci_low": mv.ci_low, "ci_high": mv.ci_high, "n": mv.n})
     store.replace_metrics(run_id, rows)
     return rows
 
 
+def _config(store: Store, run_id: str) -> dict[str, Any]:
+    run = store.get_run(run_id)
+    config: dict[str, Any] = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"] or {}
+    return config
+
+
 def recompute_run_metrics(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Recompute a stored run's metrics with the seed and resample count of its own suite config."""
-    run = store.get_run(run_id)
-    config = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"] or {}
+    config = _config(store, run_id)
     run_cfg = config.get("run") or {}
     return compute_run_metrics(store, run_id, int(run_cfg.get("seed", 0)), int(run_cfg.get("bootstrap", 1000)))

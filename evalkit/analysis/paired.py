@@ -20,6 +20,7 @@ counted in ``unpaired_repeats``, not listed as missing samples.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,8 @@ from evalkit.analysis.bootstrap import (
     row_tail,
     stratified_sums,
 )
+from evalkit.analysis.metrics import confident_threshold
+from evalkit.analysis.tail_deltas import confidence_tail_deltas
 from evalkit.errors import ConfigError
 from evalkit.store.db import Store
 
@@ -51,7 +54,8 @@ EXACT_BELOW = 25
 PAIRED_METRICS = frozenset({
     "accuracy", "quality_mean", "error_rate", "schema_valid_rate", "feasible_rate", "valid_but_infeasible_rate",
     "tail5", "brier", "ece", "cost_per_1k", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95",
-    "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95"})
+    "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95",
+    "tail5_brier", "confident_error_rate"})
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class Pairing:
     only_baseline: list[str] = field(default_factory=list)
     only_candidate: list[str] = field(default_factory=list)
     unpaired_repeats: dict[str, int] = field(default_factory=lambda: {"baseline": 0, "candidate": 0})
+    confident_threshold: float = 0.9  # confident_error_rate's, from the candidate run's config
 
 
 def _load(store: Store, side: Side) -> pd.DataFrame:
@@ -111,7 +116,9 @@ def pair(store: Store, baseline: Side, candidate: Side) -> Pairing:
     rows = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{baseline} and {candidate} share no sample: nothing to compare")
-    return Pairing(baseline, candidate, rows, only_b, only_c, surplus)
+    run = store.get_run(candidate.run_id)
+    config = json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config")
+    return Pairing(baseline, candidate, rows, only_b, only_c, surplus, confident_threshold(config))
 
 
 @dataclass(frozen=True)
@@ -245,6 +252,10 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
     streamed = both_ok & rows["ttft_ms_b"].notna().to_numpy() & rows["ttft_ms_c"].notna().to_numpy()
     ttft_b, ttft_c = rows.loc[streamed, "ttft_ms_b"].to_numpy(float), rows.loc[streamed, "ttft_ms_c"].to_numpy(float)
     out.update(_quantile_deltas("ttft_ms", ttft_b, ttft_c, (50, 95), resamples, rng, confidence, sample[streamed]))
+    if conf.any():  # last, so the CIs above keep the random draws they had before these metrics existed
+        for name, values in confidence_tail_deltas(cb, yb, cc, yc, pairing.confident_threshold, resamples, rng,
+                                                   confidence, in_conf).items():
+            out[name] = Delta(name, *values)
     return out
 
 

@@ -26,6 +26,7 @@ EXIT_INCOMPLETE = 4
 def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, no_cache: bool,
         resume: str | None, as_json: bool, quiet: bool, shard: str | None) -> None:
     """Run every model of SUITE over its dataset, score each sample and store everything."""
+    from evalkit.analysis.coverage import coverage_warnings
     from evalkit.analysis.summary import run_payload
     from evalkit.config.loader import load_suite
     from evalkit.config.shards import parse_shard
@@ -40,11 +41,14 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
                         default_progress(quiet or as_json), sys.argv, parse_shard(shard) if shard else None)
     with Store(db_path, read_only=True) as store:
         payload = run_payload(store, summary.run_id)
+        unconfident = coverage_warnings(store, summary.run_id)
     if as_json:
         click.echo(json.dumps(payload, indent=2))
     else:
         click.echo(render_table(payload))
         click.echo(f"run {summary.run_id} stored in {db_path}; details: evalkit show {summary.run_id} --db {db_path}")
+    for line in unconfident:
+        click.echo(f"warning: {line}", err=True)
     for outcome in summary.outcomes:
         if outcome.status != "complete":
             click.echo(f"error: model '{outcome.model}' {outcome.status}: {outcome.error}", err=True)

@@ -157,11 +157,16 @@ def dump_schema() -> str:
     return json.dumps(suite_json_schema(), indent=2)
 
 
+def suite_line(loaded: LoadedSuite, *path: str | int) -> int | None:
+    """1-based line of a key of the loaded suite (or of its closest parent), for errors raised after loading."""
+    return line_of_key(loaded, tuple(path))
+
+
 def line_of_key(loaded: LoadedSuite, path: tuple[Any, ...]) -> int | None:
-    """1-based line of a key path of the suite file (e.g. ``("gates", "rules", 0, "metric")``), for errors
-    found after validation."""
+    """1-based line of a key path of the suite file (e.g. ``("gates", "rules", 0, "metric")``), or of its
+    closest parent, for errors found after validation."""
     try:
         root = yaml.compose(loaded.text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return None
-    return _line_of(root, path)
+    return _key_line(root, tuple(path)) or _line_of(root, tuple(path))

@@ -138,6 +138,8 @@ def referenced_files(loaded: LoadedSuite) -> list[Path]:
     refs: list[str] = [r.split(":", 1)[0] for r in s.scoring.feasibility]
     if s.scoring.custom:
         refs.append(s.scoring.custom.split(":", 1)[0])
+    if s.scoring.correct is not None and s.scoring.correct.custom:
+        refs.append(s.scoring.correct.custom.rpartition(":")[0])
     if isinstance(s.output.schema_, str):
         refs.append(s.output.schema_)
     refs += [f for f in (s.prompt.system_file, s.prompt.user_file) if f]

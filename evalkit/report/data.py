@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
-
 from evalkit.analysis.costs import DAYS_PER_MONTH, monthly_cost
+from evalkit.analysis.coverage import coverage_warnings
 from evalkit.errors import ConfigError
 from evalkit.report import charts
+from evalkit.report.gallery import ORDER, tail5_note, worst_entries
 from evalkit.store.db import Store
 
 SCORECARD = [  # (metric, label, kind)
     ("accuracy", "Accuracy", "rate"), ("schema_valid_rate", "Schema-valid", "rate"),
     ("feasible_rate", "Feasible", "rate"), ("valid_but_infeasible_rate", "Valid but infeasible", "rate"),
     ("brier", "Brier score", "score"), ("ece", "ECE", "score"), ("tail5", "Worst-5% quality", "score"),
+    ("tail5_brier", "Worst-5% Brier", "score"), ("confident_error_rate", "Confident errors", "rate"),
     ("latency_ms_p50", "Latency p50", "ms"), ("latency_ms_p95", "Latency p95", "ms"),
     ("latency_ms_p99", "Latency p99", "ms"), ("ttft_ms_p50", "Time to first token p50", "ms"),
     ("error_rate", "Error rate", "rate"), ("cost_per_1k", "Cost per 1k requests", "usd"),
@@ -67,7 +68,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         rows = frame[frame["model"] == m["model"]]
         has = rows["confidence"].notna()
         ok = rows["status"] == "ok"
-        worst = rows.sort_values(["quality", "sample_id"]).head(max(1, int(np.ceil(0.05 * len(rows)))))
+        worst, n_worst = worst_entries(rows, frame[frame["model"] != m["model"]], MAX_WORST, _clip)
         cost = metrics[m["model"]].get("cost_per_1k", {}).get("value")
         models.append({
             "name": m["model"], "provider": m["provider"], "model_ref": m["model_ref"], "status": m["status"],
@@ -78,11 +79,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
             "reliability": charts.reliability(m["model"], colors[m["model"]],
                                               rows.loc[has, "confidence"].to_numpy(float),
                                               rows.loc[has, "correct"].astype(float).to_numpy()),
-            "worst": [{"sample_id": r.sample_id, "quality": float(r.quality), "target": _clip(r.target),
-                       "output": _clip(r.output if r.status == "ok" else f"[error] {r.error}"),
-                       "violations": json.loads(r.violations) if isinstance(r.violations, str) else []}
-                      for r in worst.head(MAX_WORST).itertuples()],
-            "n_worst": len(worst),
+            "worst": worst, "n_worst": n_worst, "tail5_note": tail5_note(rows),
             "batch_latency": bool(rows["batch_call"].fillna(False).any()),
             "latency": rows.loc[ok, "latency_ms"].dropna().to_numpy(float),
         })
@@ -114,6 +111,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "days_per_month": DAYS_PER_MONTH,
         "latency_chart": lat_chart, "cost_chart": charts.cost_quality(cq_points, colors),
         "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
+        "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
     }
 
 

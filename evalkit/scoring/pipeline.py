@@ -7,7 +7,9 @@ The rules, in order (they are the public meaning of the stored columns):
   schema-valid (checks are not run) or when any check reports a violation.
 - ``quality`` in [0, 1]: the scorer's value; 0 for an unparseable or schema-invalid answer, and 0 for
   an infeasible one when ``scoring.infeasible_is_wrong`` (default).
-- ``correct``: quality ≥ ``scoring.correct_threshold``.
+- ``correct``: quality ≥ ``scoring.correct_threshold``; or, when ``scoring.correct`` names a rule
+  (``correctness.py``), that rule's verdict on a usable answer (an unusable one is wrong, and so is an
+  infeasible one when ``scoring.infeasible_is_wrong``). Quality stays the scorer's either way.
 - ``confidence``: from the answer's field or its logprobs (see ``confidence.py``); NULL when absent.
 A failing call is scored by :meth:`SampleScorer.error_score`: everything False/0, confidence NULL.
 """
@@ -27,6 +29,7 @@ from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
 from evalkit.records import Completion
 from evalkit.scoring import builtin, confidence
+from evalkit.scoring.correctness import CorrectRule
 from evalkit.scoring.custom import load_callable
 from evalkit.scoring.parse import Parsed, parse_output
 
@@ -86,6 +89,7 @@ class SampleScorer:
             load_callable(scoring.custom, loaded.base_dir, 3, "scoring.custom") if scoring.custom else None)
         self._checks = [(ref.rpartition(":")[2], load_callable(ref, loaded.base_dir, 2, "scoring.feasibility"))
                         for ref in scoring.feasibility]
+        self._correct = CorrectRule(loaded, scoring.correct) if scoring.correct is not None else None
 
     def _schema_validity(self, parsed: Parsed) -> tuple[bool | None, list[str]]:
         kind = self._suite.output.type
@@ -164,7 +168,14 @@ class SampleScorer:
                 errors.append(q_error)
             if result.feasible is False and self._suite.scoring.infeasible_is_wrong:
                 result.quality = 0.0
-        result.correct = result.quality >= self._suite.scoring.correct_threshold - 1e-12
+        if self._correct is None:
+            result.correct = result.quality >= self._suite.scoring.correct_threshold - 1e-12
+        elif usable:
+            result.correct, c_error = self._correct.decide(parsed.value, rendered.target, rendered.sample.fields)
+            if c_error:
+                errors.append(c_error)
+            if result.feasible is False and self._suite.scoring.infeasible_is_wrong:
+                result.correct = False
         result.score_error = "; ".join(errors) or None
         result.confidence = self._confidence(completion, parsed)
         return result
