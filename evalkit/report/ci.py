@@ -10,6 +10,8 @@ import json
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
+from evalkit.report.watch_text import count_notes, delta_label, metric_label, watch_junit, watch_lines, watch_markdown
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -38,11 +40,18 @@ def render_text(report: dict[str, Any]) -> str:
     for col in ("metric", "rule", "baseline", "candidate", "delta", "95% CI", "verdict", "why"):
         table.add_column(col)
     for g in report["gates"]:
-        table.add_row(g["metric"], g["rule"], _num(g["baseline"]), _num(g["candidate"]), _num(g["delta"]), _ci(g),
+        table.add_row(metric_label(g), g["rule"], _num(g["baseline"]), _num(g["candidate"]), _num(g["delta"]), _ci(g),
                       g["verdict"], g["reason"])
     console.print(table)
+    print_counts_and_watch(console, report)
     print_evidence(console, report)
     return buffer.getvalue().rstrip()
+
+
+def print_counts_and_watch(console: Console, report: dict[str, Any]) -> None:
+    """Both values where scorecard and paired differ, then the watch list (always a line)."""
+    for line in count_notes(report) + watch_lines(report):
+        console.print(line)
 
 
 def print_evidence(console: Console, report: dict[str, Any]) -> None:
@@ -80,8 +89,11 @@ def render_markdown(report: dict[str, Any]) -> str:
              "samples.", "", "| | metric | rule | baseline | candidate | Δ | 95% CI | why |",
              "|---|---|---|---|---|---|---|---|"]
     for g in report["gates"]:
-        lines.append(f"| {_ICON[g['verdict']]} | {g['metric']} | {_md_cell(g['rule'])} | {_num(g['baseline'])} | "
+        lines.append(f"| {_ICON[g['verdict']]} | {_md_cell(metric_label(g))} | {_md_cell(g['rule'])} | {_num(g['baseline'])} | "
                      f"{_num(g['candidate'])} | {_num(g['delta'])} | {_ci(g)} | {_md_cell(g['reason'])} |")
+    notes = count_notes(report)
+    lines += ([""] + [f"- {_md_cell(note, 400)}" for note in notes]) if notes else []
+    lines += watch_markdown(report)
     if report["only_baseline"] or report["only_candidate"]:
         lines += ["", f"Samples on one side only: baseline {len(report['only_baseline'])}, candidate "
                       f"{len(report['only_candidate'])}."]
@@ -112,6 +124,7 @@ def render_junit(report: dict[str, Any], suite_name: str) -> str:
             failure.text = json.dumps(g, default=str)
         else:
             ET.SubElement(case, "system-out").text = f"{g['verdict']}: {g['reason']}"
+    watch_junit(root, report, suite_name)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
@@ -130,8 +143,9 @@ def render_compare(report: dict[str, Any]) -> str:
 
     for name, d in report["deltas"].items():
         ci = "—" if d["ci_low"] is None else f"[{d['ci_low']:+.4g}, {d['ci_high']:+.4g}]"
-        table.add_row(name, fmt(d["baseline"]), fmt(d["candidate"]),
+        table.add_row(delta_label(name, d), fmt(d["baseline"]), fmt(d["candidate"]),
                       "—" if d["delta"] is None else f"{d['delta']:+.4g}", ci)
     console.print(table)
+    print_counts_and_watch(console, report)
     print_evidence(console, report)
     return buffer.getvalue().rstrip()
