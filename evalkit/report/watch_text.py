@@ -104,7 +104,8 @@ def metric_label(g: dict[str, Any]) -> str:
 
 
 def delta_label(name: str, d: dict[str, Any]) -> str:
-    label = count_label(d.get("n"), d.get("n_of"))
+    """A compare row's metric with its pairs when fewer than the run has (no label on a row without a value)."""
+    label = count_label(d.get("n"), d.get("n_of")) if d.get("delta") is not None else ""
     return f"{name} {label}" if label else name
 
 
