@@ -76,8 +76,8 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
          resamples: int) -> None:
     """Check the suite's gates: exit 0 pass, 1 regression, 2 bad input."""
     from evalkit.analysis.gates import check_rules, evaluate
-    from evalkit.analysis.watch import check_watch
     from evalkit.analysis.paired import pair, parse_side
+    from evalkit.analysis.watch import check_watch
     from evalkit.config.loader import load_suite
     from evalkit.engine.progress import default_progress
     from evalkit.report.ci import render_junit, render_markdown, render_text

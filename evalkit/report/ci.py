@@ -124,7 +124,7 @@ def render_junit(report: dict[str, Any], suite_name: str) -> str:
             failure.text = json.dumps(g, default=str)
         else:
             ET.SubElement(case, "system-out").text = f"{g['verdict']}: {g['reason']}"
-    watch_junit(root, report, suite_name)
+    watch_junit(root, report)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
