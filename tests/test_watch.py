@@ -31,7 +31,7 @@ def invoke(*args: str) -> Any:
 
 @pytest.fixture
 def suite(tmp_path: Path):
-    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"id": f"s{i:03d}", "q": "?", "label": "yes"}) + "\n"
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"id": f"s{i:03d}", "q": "?", "label": "yes", "slice": "x"}) + "\n"
                                                  for i in range(N)))
 
     def _make(rules: str = ACCURACY_ONLY, watch: str | None = None) -> str:
@@ -149,6 +149,10 @@ def test_an_unknown_watch_margin_is_a_user_error_naming_the_key(suite, tmp_path)
     result = invoke("gate", suite(watch="{margin: {latency_p50: 0.5}}"), "--db", str(db))
     assert result.exit_code == 2
     assert "gates.watch.margin.latency_p50" in result.output and "latency_ms_p50" in result.output
+    validated = invoke("validate", suite(watch="{margin: {latency_p50: 0.5}}"))
+    assert validated.exit_code == 2 and "gates.watch.margin.latency_p50" in validated.output
+    assert invoke("validate", suite(watch="{margin: {latency_ms_p50: 0.5}}")).exit_code == 0
+    assert invoke("validate", suite(watch="{margin: {latency_ms_p50: -1}}")).exit_code == 2
 
 
 def _confidence_run(db: Path, with_confidence: int) -> None:

@@ -92,11 +92,13 @@ def runs(db: str | None, limit: int, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Check only the first N samples.")
 def validate(suite: str, limit: int | None) -> None:
     """Check SUITE without calling any model: schema, dataset, every prompt rendered, scorers."""
+    from evalkit.analysis.watch import check_watch
     from evalkit.config.loader import load_suite
     from evalkit.config.resolve import missing_api_key
     from evalkit.scoring.prepare import prepare
 
     loaded = load_suite(suite)
+    check_watch(loaded.suite.gates.watch, str(loaded.path))  # what `evalkit gate` rejects, rejected here too
     prepared = prepare(loaded, None, limit)
     click.echo(f"ok: suite '{loaded.suite.name}' v{loaded.suite.version}: {len(prepared.rendered)} samples "
                f"rendered from {prepared.dataset.path.name} (sha256 {prepared.dataset.sha256[:12]}), "
