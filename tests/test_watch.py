@@ -42,8 +42,8 @@ def suite(tmp_path: Path):
 
 
 def _gate(suite_path: str, db: Path, *extra: str) -> tuple[Any, dict[str, Any]]:
-    text = invoke("gate", suite_path, "--db", str(db), *extra)
-    doc = json.loads(invoke("gate", suite_path, "--db", str(db), "--json").stdout)
+    text = invoke("gate", suite_path, "--db", str(db), "--resamples", "500", *extra)
+    doc = json.loads(invoke("gate", suite_path, "--db", str(db), "--resamples", "500", "--json").stdout)
     return text, doc
 
 
@@ -100,6 +100,7 @@ def test_a_failing_gate_keeps_its_exit_code_and_its_watch_list(suite, tmp_path):
     assert result.exit_code == 1 and doc["verdict"] == "fail" and doc["watch"]["n_items"] == 1
 
 
+@pytest.mark.slow  # five configurations, each gated twice
 def test_an_ungated_latency_regression_is_listed_with_its_ratio(suite, tmp_path):
     rng = np.random.default_rng(3)
     lat_b = rng.gamma(8, 2200 / 8, N)
