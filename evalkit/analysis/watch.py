@@ -13,7 +13,8 @@ An entry is listed when its change is *significantly worse than the margin*: the
 side lies beyond the margin on the bad side (higher-is-better: ``ci_high < −margin``; lower-is-better:
 ``ci_low > +margin``). Rates and scores take an absolute margin (``absolute``, 0.02 = 2 points);
 latencies, time to first token, cost and tokens take a relative one (``relative``, 0.2 = 20% worse than
-the baseline's value), and their entries carry the ratio candidate / baseline with its CI. Fewer than
+the baseline's value), and their entries carry the ratio candidate / baseline with its CI (the CI of Δ
+divided by the baseline's value, plus one). Fewer than
 ``min_pairs`` pairs, or no CI, is not judged (and listed as such). The watch list never changes a verdict
 or an exit code; it is not corrected for multiplicity (it is a list to look at, not a gate).
 """
