@@ -125,6 +125,9 @@ def test_an_ungated_latency_regression_is_listed_with_its_ratio(suite, tmp_path)
     assert wide["watch"]["items"] == [] and wide["watch"]["relative"] == 5.0
     _, one = _gate(suite(watch="{margin: {latency_ms_p50: 5.0}}"), db)
     assert "latency_ms_p50" not in {i["metric"] for i in one["watch"]["items"]} and one["watch"]["n_items"] == 3
+    _, strict = _gate(suite(watch="{min_pairs: 1000}"), db)  # too few pairs everywhere: said, not judged
+    assert strict["watch"]["items"] == [] and "latency_ms_p50 (n=120)" in strict["watch"]["not_judged"]
+    assert "slice hard (n=40)" in strict["watch"]["not_judged"]
     off, _ = _gate(suite(watch="{enabled: false}"), db)
     assert off.exit_code == 0 and "watch list: off" in off.stdout
 

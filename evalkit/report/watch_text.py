@@ -60,9 +60,12 @@ def watch_lines(report: dict[str, Any]) -> list[str]:
     if not items:
         checked = watch.get("checked") or {}
         what = f"{len(checked.get('metrics') or [])} ungated metrics, {len(checked.get('slices') or [])} slices"
-        return [f"watch list: empty ({what} checked; nothing significantly worse than its margin)"]
-    lines = [f"{WATCH_TITLE}: {len(items)}"]
-    lines += [f"  ⚠ {watch_name(i)}: {watch_detail(i)}" for i in items]
+        lines = [f"watch list: empty ({what} checked; nothing significantly worse than its margin)"]
+    else:
+        lines = [f"{WATCH_TITLE}: {len(items)}"]
+        lines += [f"  ⚠ {watch_name(i)}: {watch_detail(i)}" for i in items]
+    if watch.get("not_judged"):
+        lines.append(f"  not judged (fewer than {watch['min_pairs']} pairs, or no CI): {', '.join(watch['not_judged'])}")
     return lines
 
 
