@@ -121,7 +121,8 @@ def count_notes(report: dict[str, Any]) -> list[str]:
         if not unpaired or name in seen:
             continue
         seen.add(name)
-        sides = ", ".join(f"{role} {v['value']:.4g} on {v['n']} rows" for role, v in unpaired.items())
+        sides = ", ".join(f"{role} {v['value']:.4g} on {v['n']} row{'' if v['n'] == 1 else 's'}"
+                          for role, v in unpaired.items())
         paired = ", ".join(f"{role} {row[role]:.4g}" for role in unpaired if row.get(role) is not None)
         n = row.get("n")
         out.append(f"{name}: scorecard (each model on its own rows) {sides}; paired {paired} on {n} "
