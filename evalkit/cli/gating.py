@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +15,22 @@ from evalkit.errors import ConfigError
 from evalkit.report.ci import render_compare
 
 EXIT_REGRESSION = 1  # a rule failed, or the verdict is inconclusive (without --allow-inconclusive)
+
+if TYPE_CHECKING:
+    from evalkit.analysis.paired import Pairing
+    from evalkit.config.gate_specs import GateRule, WatchSpec
+    from evalkit.store import Store
+
+
+def add_counts_and_watch(report: dict[str, Any], store: Store, pairing: Pairing, rules: Sequence[GateRule] = (),
+                         watch: WatchSpec | None = None, seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
+    """Add the n of every number and the watch list to a gate or compare document (additions only)."""
+    from evalkit.analysis.sample_counts import annotate_counts
+    from evalkit.analysis.watch import watch_list
+
+    annotate_counts(report, store, pairing)
+    report["watch"] = watch_list(pairing, report["deltas"], rules, watch, seed, resamples)
+    return report
 
 
 @click.command()
@@ -33,6 +51,7 @@ def compare(run_id: str, baseline: str, candidate: str, db: str | None, seed: in
         run = None if run_id == "latest" and ":" in baseline and ":" in candidate else store.resolve_run_id(run_id)
         pairing = pair(store, parse_side(baseline, run, store), parse_side(candidate, run, store))
         report = compare_document(pairing, seed, resamples)
+        add_counts_and_watch(report, store, pairing, seed=seed, resamples=resamples)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
@@ -60,6 +79,7 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
     """Check the suite's gates: exit 0 pass, 1 fail or inconclusive, 2 bad input."""
     from evalkit.analysis.gates import check_rules, evaluate
     from evalkit.analysis.paired import pair, parse_side
+    from evalkit.analysis.watch import check_watch
     from evalkit.config.loader import line_of_key, load_suite
     from evalkit.engine.progress import default_progress
     from evalkit.report.ci import render_junit, render_markdown, render_text
@@ -70,6 +90,7 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
     if not spec.rules:
         raise ConfigError("the suite declares no gates.rules", file=str(loaded.path), key="gates")
     check_rules(spec.rules, str(loaded.path), lambda path: line_of_key(loaded, path))
+    check_watch(spec.watch, str(loaded.path))
     baseline = baseline or spec.baseline
     candidate = candidate or spec.candidate
     if not baseline or not candidate:
@@ -87,6 +108,8 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
         pairing = pair(store, parse_side(baseline, run_id, store), parse_side(candidate, run_id, store))
         report = evaluate(store, pairing, spec.rules, loaded.suite.run.seed if seed is None else seed, resamples,
                           loaded.suite.retention_pair(), spec.correction)
+        add_counts_and_watch(report, store, pairing, spec.rules, spec.watch,
+                             loaded.suite.run.seed if seed is None else seed, resamples)
     report["allow_inconclusive"] = allow_inconclusive
     if markdown:
         with Path(markdown).open("a", encoding="utf-8") as fh:

@@ -97,11 +97,13 @@ def runs(db: str | None, limit: int, as_json: bool) -> None:
 def validate(suite: str, limit: int | None) -> None:
     """Check SUITE without calling any model: schema, dataset, every prompt rendered, scorers, gates."""
     from evalkit.analysis.gates import check_rules
+    from evalkit.analysis.watch import check_watch
     from evalkit.config.loader import line_of_key, load_suite
     from evalkit.config.resolve import missing_api_key
     from evalkit.scoring.prepare import prepare
 
     loaded = load_suite(suite)
+    check_watch(loaded.suite.gates.watch, str(loaded.path))  # what `evalkit gate` rejects, rejected here too
     prepared = prepare(loaded, None, limit)
     slices = {s.slice for s in prepared.dataset.samples if s.slice is not None}
     check_rules(loaded.suite.gates.rules, str(loaded.path), lambda path: line_of_key(loaded, path), slices)

@@ -51,6 +51,35 @@ class GateRule(Strict):
         return self
 
 
+class WatchSpec(Strict):
+    """``gates.watch``: what the verdict says about metrics and slices no rule covers (see README, "Gates").
+
+    A metric no rule covers, or a slice, is on the watch list when its paired change is significantly
+    worse than its margin: the whole CI of candidate − baseline lies beyond the margin on the bad side.
+    Rates and scores (accuracy, error_rate, brier, …) use an absolute margin (``absolute``; 0.02 = 2 points);
+    latencies, time to first token and cost use a relative one (``relative``; 0.2 = 20% worse than the
+    baseline). ``margin`` overrides one metric, in that metric's kind. The watch list never changes the
+    exit code.
+    """
+
+    enabled: bool = True
+    absolute: float = Field(0.02, ge=0, description="Margin of rates and scores, in the metric's unit.")
+    relative: float = Field(0.2, ge=0, description="Margin of latencies, TTFT and cost, as a share of the "
+                            "baseline's value (0.2: 20% worse).")
+    margin: dict[str, float] = Field(default_factory=dict, description="Per-metric margins: absolute for rates "
+                                     "and scores, relative for latencies, TTFT and cost.")
+    slices: bool = Field(True, description="Also watch every slice (dataset.slice) on its rates.")
+    min_pairs: int = Field(10, ge=2, description="Metrics and slices with fewer pairs are not judged.")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+    @model_validator(mode="after")
+    def _margins(self) -> WatchSpec:
+        bad = sorted(k for k, v in self.margin.items() if v < 0)
+        if bad:
+            raise ValueError(f"gates.watch.margin values must be ≥ 0 (got a negative one for {bad})")
+        return self
+
+
 class GatesSpec(Strict):
     """Which model is the baseline, which the candidate, and the rules the candidate must meet."""
 
@@ -60,3 +89,4 @@ class GatesSpec(Strict):
     correction: Literal["none", "holm"] = Field(
         "none", description="Multiplicity correction over the relative (ci / noninferiority) rules: 'holm' "
         "adjusts each rule's CI level by Holm-Bonferroni in step-down order (README, \"Gates\").")
+    watch: WatchSpec = WatchSpec()

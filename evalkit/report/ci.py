@@ -10,6 +10,8 @@ import json
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
+from evalkit.report.watch_text import count_notes, delta_label, metric_label, watch_junit, watch_lines, watch_markdown
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -82,15 +84,22 @@ def render_text(report: dict[str, Any]) -> str:
     for col in ("metric", "rule", "baseline", "candidate", "delta", "CI (95% unless @)", "verdict", "why"):
         table.add_column(col)
     for g in report["gates"]:
-        table.add_row(gate_label(g), f"{g['rule']} ({g['significance']})", _num(g["baseline"]), _num(g["candidate"]),
+        table.add_row(metric_label(g), f"{g['rule']} ({g['significance']})", _num(g["baseline"]), _num(g["candidate"]),
                       _num(g["delta"]), _ci(g), verdict_cell(g), g["reason"])
     console.print(table)
     console.print(f"{report['verdict'].upper()}: {verdict_headline(report)}")
     family = family_line(report)
     if family:
         console.print(family)
+    print_counts_and_watch(console, report)
     print_evidence(console, report)
     return buffer.getvalue().rstrip()
+
+
+def print_counts_and_watch(console: Console, report: dict[str, Any]) -> None:
+    """Both values where scorecard and paired differ, then the watch list (always a line)."""
+    for line in count_notes(report) + watch_lines(report):
+        console.print(line)
 
 
 def print_evidence(console: Console, report: dict[str, Any]) -> None:
@@ -129,12 +138,15 @@ def render_markdown(report: dict[str, Any]) -> str:
              "samples.", "", "| | metric | rule | baseline | candidate | Δ | CI (95% unless @) | verdict | why |",
              "|---|---|---|---|---|---|---|---|---|"]
     for g in report["gates"]:
-        lines.append(f"| {_ICON[g['verdict']]} | {_md_cell(gate_label(g))} | {_md_cell(g['rule'])} "
+        lines.append(f"| {_ICON[g['verdict']]} | {_md_cell(metric_label(g))} | {_md_cell(g['rule'])} "
                      f"({g['significance']}) | {_num(g['baseline'])} | {_num(g['candidate'])} | {_num(g['delta'])} | "
                      f"{_ci(g)} | {verdict_cell(g)} | {_md_cell(g['reason'], 240)} |")
     family = family_line(report)
     if family:
         lines += ["", _md_cell(family, 600)]
+    notes = count_notes(report)
+    lines += ([""] + [f"- {_md_cell(note, 400)}" for note in notes]) if notes else []
+    lines += watch_markdown(report)
     if report["only_baseline"] or report["only_candidate"]:
         lines += ["", f"Samples on one side only: baseline {len(report['only_baseline'])}, candidate "
                       f"{len(report['only_candidate'])}."]
@@ -171,6 +183,7 @@ def render_junit(report: dict[str, Any], suite_name: str) -> str:
             ET.SubElement(case, "skipped", message=f"inconclusive (allowed): {g['reason']}")
         else:
             ET.SubElement(case, "system-out").text = f"{g['verdict']}: {g['reason']}"
+    watch_junit(root, report)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
@@ -189,8 +202,9 @@ def render_compare(report: dict[str, Any]) -> str:
 
     for name, d in report["deltas"].items():
         ci = "—" if d["ci_low"] is None else f"[{d['ci_low']:+.4g}, {d['ci_high']:+.4g}]"
-        table.add_row(name, fmt(d["baseline"]), fmt(d["candidate"]),
+        table.add_row(delta_label(name, d), fmt(d["baseline"]), fmt(d["candidate"]),
                       "—" if d["delta"] is None else f"{d['delta']:+.4g}", ci)
     console.print(table)
+    print_counts_and_watch(console, report)
     print_evidence(console, report)
     return buffer.getvalue().rstrip()

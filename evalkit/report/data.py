@@ -96,6 +96,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         comparison = evaluate(store, pairing, rules, int((config.get("run") or {}).get("seed", 0)), resamples,
                               retention_pair_from_config(config),
                               str((config.get("gates") or {}).get("correction") or "none"))
+        add_counts_and_watch(comparison, store, pairing, rules, config, resamples)
         for r in comparison["regressions"]:
             for key in ("baseline_output", "candidate_output", "target"):
                 r[key] = _clip(r[key])
@@ -113,6 +114,19 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
         "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
     }
+
+
+def add_counts_and_watch(comparison: dict[str, Any], store: Store, pairing: Any, rules: list[Any],
+                         config: dict[str, Any], resamples: int) -> None:
+    """The n of every number and the watch list (with the run's stored ``gates.watch``), as ``evalkit gate``."""
+    from evalkit.analysis.sample_counts import annotate_counts
+    from evalkit.analysis.watch import watch_list
+    from evalkit.config.gate_specs import WatchSpec
+
+    annotate_counts(comparison, store, pairing)
+    spec = WatchSpec.model_validate((config.get("gates") or {}).get("watch") or {})
+    comparison["watch"] = watch_list(pairing, comparison["deltas"], rules, spec,
+                                     int((config.get("run") or {}).get("seed", 0)), resamples)
 
 
 def _routing(store: Store, run_id: str) -> dict[str, Any] | None:

@@ -7,7 +7,9 @@ from typing import Any
 
 import jinja2
 
+from evalkit.analysis.sample_counts import count_label
 from evalkit.report.data import collect
+from evalkit.report.watch_text import count_notes, watch_detail, watch_name
 from evalkit.store.db import Store
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -46,6 +48,10 @@ def environment() -> jinja2.Environment:
     env.filters["signed"] = lambda v, d=3: "—" if v is None else f"{v:+.{d}f}"
     env.filters["dfmt"] = _delta
     env.filters["usd"] = lambda v: "—" if v is None else f"${v:,.2f}"
+    env.globals["count_label"] = count_label
+    env.globals["count_notes"] = count_notes
+    env.globals["watch_detail"] = watch_detail
+    env.globals["watch_name"] = watch_name
     env.globals["inline"] = lambda name: (_TEMPLATES / name).read_text(encoding="utf-8")
     return env
 
