@@ -10,7 +10,10 @@ the plan for the first fault that wants to fire; at most one fault applies to a 
     garbage    200 with ``Content-Type: application/json`` and a body that is not JSON
     truncate   200 whose body stops half-way: a JSON body cut in half (with a matching Content-Length),
                or a stream that ends after half of its chunks, with no finish_reason and no
-               ``data: [DONE]``; the connection is closed afterwards
+               ``data: [DONE]``; the connection is closed afterwards. For a stream, ``after`` says how it
+               ends after the half: ``eof`` (default, a clean end of the body), ``stall`` (nothing more
+               for ``hang_s`` seconds, then the clean end: a client timeout fires mid-answer) or ``cut``
+               (the connection is reset: RST mid-answer)
 
 When a fault fires (each fault counts the requests that pass its ``model`` filter, 1-based):
 
@@ -38,6 +41,8 @@ from aiohttp import web
 
 FaultKind = Literal["status", "hang", "reset", "garbage", "truncate"]
 _KINDS = ("status", "hang", "reset", "garbage", "truncate")
+TruncateEnd = Literal["eof", "stall", "cut"]
+_ENDS = ("eof", "stall", "cut")
 
 # (type, code) pairs as OpenAI's API reports them, so clients map them to the same exception classes.
 _ERROR_TYPES: dict[int, tuple[str, str | None]] = {
@@ -74,12 +79,15 @@ class Fault:
     every: int | None = None
     nth: tuple[int, ...] | None = None
     model: str | None = None
+    after: TruncateEnd = "eof"
     seen: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(_KINDS)}")
+        if self.after not in _ENDS:
+            raise ValueError(f"unknown truncate end {self.after!r}; expected one of {', '.join(_ENDS)}")
         if self.every is not None and self.every < 1:
             raise ValueError("Fault.every must be >= 1")
         if self.nth is not None:
@@ -145,6 +153,11 @@ class FaultPlan:
                 # Counted but not fired: its `times` budget is kept for a request it does get.
                 fault.seen += 1
         return chosen
+
+
+def abort_connection(request: web.Request) -> None:
+    """Reset the request's TCP connection (RST), as a crashed server or a killed proxy does."""
+    _abort(request)
 
 
 def _abort(request: web.Request) -> None:
