@@ -4,7 +4,8 @@ A :class:`FaultPlan` is an ordered list of :class:`Fault` s. For each completion
 the plan for the first fault that wants to fire; at most one fault applies to a request. Kinds:
 
     status     answer ``status`` (429, 500, 503, ...) with an OpenAI-style error body; ``retry_after``
-               (seconds) adds a ``Retry-After`` header
+               (seconds) adds a ``Retry-After`` header, as delta-seconds or, with
+               ``retry_after_form="date"``, as the HTTP date that many seconds from now (rounded up)
     hang       sleep ``hang_s`` seconds, then answer normally (a client timeout should fire first)
     reset      abort the TCP connection (RST) without any response
     garbage    200 with ``Content-Type: application/json`` and a body that is not JSON
@@ -31,10 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -74,6 +78,7 @@ class Fault:
     kind: FaultKind
     status: int = 500
     retry_after: float | None = None
+    retry_after_form: Literal["seconds", "date"] = "seconds"
     hang_s: float = 30.0
     times: int | None = None
     every: int | None = None
@@ -86,6 +91,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(_KINDS)}")
+        if self.retry_after_form not in ("seconds", "date"):
+            raise ValueError(f"unknown retry_after_form {self.retry_after_form!r}; expected seconds or date")
         if self.after not in _ENDS:
             raise ValueError(f"unknown truncate end {self.after!r}; expected one of {', '.join(_ENDS)}")
         if self.every is not None and self.every < 1:
@@ -155,6 +162,14 @@ class FaultPlan:
         return chosen
 
 
+def _retry_after_value(fault: Fault) -> str:
+    assert fault.retry_after is not None
+    if fault.retry_after_form == "seconds":
+        return f"{fault.retry_after:g}"
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=math.ceil(fault.retry_after) + 1)
+    return format_datetime(when, usegmt=True)  # whole seconds, so one more to wait at least retry_after
+
+
 def abort_connection(request: web.Request) -> None:
     """Reset the request's TCP connection (RST), as a crashed server or a killed proxy does."""
     _abort(request)
@@ -179,7 +194,7 @@ async def apply_fault(fault: Fault, request: web.Request) -> web.StreamResponse 
     ``truncate`` returns None: the caller cuts the normal answer itself, as only it knows the body.
     """
     if fault.kind == "status":
-        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+        headers = {"Retry-After": _retry_after_value(fault)} if fault.retry_after is not None else None
         message = {429: "Rate limit reached for requests (injected by evalkit devserver)",
                    503: "The server is overloaded or not ready yet (injected by evalkit devserver)"}.get(
             fault.status, f"injected fault: HTTP {fault.status}")
