@@ -70,6 +70,9 @@ class TargetSpec(Strict):
 
     field: str | None = None
     template: str | None = None
+    allow_null: bool = Field(
+        False, description="Let samples whose target field is null through to the scorer, which gets None "
+        "(needs scoring.scorer: custom; without it a null target is an error naming the sample).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TargetSpec:
