@@ -37,7 +37,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from evalkit.testing.faults import Fault, FaultPlan, abort_connection, apply_fault, error_response
+from evalkit.testing.faults import Fault, FaultPlan, apply_fault, break_stream, error_response
 from evalkit.testing.replies import EchoResponder, Reply, Responder, chat_logprobs, legacy_logprobs, request_text, tokenize
 
 __all__ = ["DevServer", "RequestRecord"]
@@ -312,9 +312,10 @@ class DevServer:
         delay_ms = reply.delay_s * 1000.0 if reply.delay_s is not None else self.latency_ms
         truncate = fault is not None and fault.kind == "truncate"
         if body.get("stream") is True:
-            if truncate and fault is not None and fault.after != "eof":
-                return await self._stream_broken(request, body, chat, model, reply, tokens, finish, usage,
-                                                 fault)
+            if truncate and fault is not None and fault.after != "eof":  # half of it, then a stall or a reset
+                half = tokens[: max(1, len(tokens) // 2)]
+                resp = await self._stream(request, body, chat, model, reply, half, finish, usage, 0.0, True, end=False)
+                return await break_stream(request, resp, fault)
             ttft = self.ttft_ms if self.ttft_ms is not None and reply.delay_s is None else delay_ms
             return await self._stream(request, body, chat, model, reply, tokens, finish, usage, ttft, truncate)
         if delay_ms > 0:
@@ -334,19 +335,6 @@ class DevServer:
         if truncate:  # complete HTTP message, broken JSON: what a proxy cutting a body in half produces
             return web.Response(body=payload[: len(payload) // 2], content_type="application/json")
         return web.Response(body=payload, content_type="application/json")
-
-    async def _stream_broken(self, request: web.Request, body: dict[str, Any], chat: bool, model: str,
-                             reply: Reply, tokens: list[str], finish: str, usage: dict[str, int],
-                             fault: Fault) -> web.StreamResponse:
-        """Half of a stream, then a stall of ``fault.hang_s`` (``after: stall``) or a reset (``cut``)."""
-        half = tokens[: max(1, len(tokens) // 2)]
-        resp = await self._stream(request, body, chat, model, reply, half, finish, usage, 0.0, True, end=False)
-        await asyncio.sleep(fault.hang_s if fault.after == "stall" else 0.05)
-        if fault.after == "cut":
-            abort_connection(request)
-            await asyncio.sleep(5.0)  # handler_cancellation ends this task when the connection goes
-        await resp.write_eof()
-        return resp
 
     async def _stream(self, request: web.Request, body: dict[str, Any], chat: bool, model: str, reply: Reply,
                       tokens: list[str], finish: str, usage: dict[str, int], ttft_ms: float,

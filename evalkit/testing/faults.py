@@ -170,9 +170,15 @@ def _retry_after_value(fault: Fault) -> str:
     return format_datetime(when, usegmt=True)  # whole seconds, so one more to wait at least retry_after
 
 
-def abort_connection(request: web.Request) -> None:
-    """Reset the request's TCP connection (RST), as a crashed server or a killed proxy does."""
-    _abort(request)
+async def break_stream(request: web.Request, resp: web.StreamResponse, fault: Fault) -> web.StreamResponse:
+    """End a stream whose first half was sent: stall ``hang_s`` then end it (``after: stall``), or reset
+    the connection (``after: cut``)."""
+    await asyncio.sleep(fault.hang_s if fault.after == "stall" else 0.05)
+    if fault.after == "cut":
+        _abort(request)
+        await asyncio.sleep(5.0)  # handler_cancellation ends this task when the connection goes
+    await resp.write_eof()
+    return resp
 
 
 def _abort(request: web.Request) -> None:
