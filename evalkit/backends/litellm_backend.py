@@ -13,6 +13,7 @@ from evalkit.config.model_specs import LiteLLMModel
 from evalkit.config.resolve import ResolvedModel, api_key
 from evalkit.errors import BackendError, ErrorKind
 from evalkit.records import ChatRequest, Completion
+from evalkit.redact import redact_text
 
 
 def import_litellm() -> Any:
@@ -110,7 +111,8 @@ def _as_backend_error(exc: Exception, model: str) -> BackendError:
     headers = getattr(response, "headers", None) or getattr(exc, "litellm_response_headers", None)
     retry_after = retry_after_seconds(headers)
     name = type(exc).__name__
-    message = str(exc).splitlines()[0][:300] if str(exc) else name
+    # A server may echo the key in its error body; LiteLLM quotes the body in its message.
+    message = redact_text(str(exc).splitlines()[0][:300]) if str(exc) else name
     if _refused(exc):  # LiteLLM reports a refused connection as a 500; it is not the server's answer
         return BackendError(f"{model}: cannot connect ({message})", retryable=True, kind="connect")
     broken = _broken_stream_kind(exc)

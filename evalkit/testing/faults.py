@@ -5,7 +5,9 @@ the plan for the first fault that wants to fire; at most one fault applies to a 
 
     status     answer ``status`` (429, 500, 503, ...) with an OpenAI-style error body; ``retry_after``
                (seconds) adds a ``Retry-After`` header, as delta-seconds or, with
-               ``retry_after_form="date"``, as the HTTP date that many seconds from now (rounded up)
+               ``retry_after_form="date"``, as the HTTP date that many seconds from now (rounded up);
+               ``echo_key=True`` quotes the request's ``Authorization`` header in the error message, as
+               some providers and proxies do ("Incorrect API key provided: Bearer sk-…")
     hang       sleep ``hang_s`` seconds, then answer normally (a client timeout should fire first)
     reset      abort the TCP connection (RST) without any response
     garbage    200 with ``Content-Type: application/json`` and a body that is not JSON
@@ -79,6 +81,7 @@ class Fault:
     status: int = 500
     retry_after: float | None = None
     retry_after_form: Literal["seconds", "date"] = "seconds"
+    echo_key: bool = False
     hang_s: float = 30.0
     times: int | None = None
     every: int | None = None
@@ -204,6 +207,8 @@ async def apply_fault(fault: Fault, request: web.Request) -> web.StreamResponse 
         message = {429: "Rate limit reached for requests (injected by evalkit devserver)",
                    503: "The server is overloaded or not ready yet (injected by evalkit devserver)"}.get(
             fault.status, f"injected fault: HTTP {fault.status}")
+        if fault.echo_key:
+            message = f"Incorrect API key provided: {request.headers.get('Authorization', '(none)')}. {message}"
         return error_response(fault.status, message, headers=headers)
     if fault.kind == "hang":
         await asyncio.sleep(fault.hang_s)
