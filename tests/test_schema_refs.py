@@ -104,3 +104,13 @@ def test_scoring_uses_the_registry_built_at_validate_time(make_suite, tmp_path):
     score = prepared.scorer.score(prepared.rendered[0], Completion(text='{"label": "maybe"}'))
     assert score.schema_valid is False and any("maybe" in e for e in score.schema_errors)
     assert prepared.scorer.score(prepared.rendered[0], Completion(text='{"label": "ham"}')).schema_valid is True
+
+
+def test_the_suite_hash_covers_the_files_the_schema_references(make_suite, tmp_path):
+    loaded = _write(make_suite, "http://127.0.0.1:9/v1", {"$ref": "defs/a.json"})
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "a.json").write_text(json.dumps({"$ref": "b.json#/$defs/x"}))
+    (tmp_path / "defs" / "b.json").write_text(json.dumps({"$defs": {"x": LABEL}}))
+    before = loaded.content_hash()
+    (tmp_path / "defs" / "b.json").write_text(json.dumps({"$defs": {"x": {**LABEL, "required": []}}}))
+    assert loaded.content_hash() != before  # a resume against changed schema files is refused
