@@ -2,7 +2,7 @@
 
 Stages, in import order (a module may import its own stage and the stages before it, never after):
 
-    ground    errors, records, version   the error tree; ChatRequest / Completion; __version__
+    ground    errors, records, redact, version   the error tree; ChatRequest / Completion; secrets out; __version__
     config    suite, loader, dataset, prompts, shards, provenance
     backends  one module per provider, the registry
     scoring   parse, built-ins, custom, confidence, the per-sample pipeline, prepare
@@ -27,7 +27,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "evalkit"
 STAGES = ["ground", "config", "backends", "scoring", "store", "analysis", "interop", "engine", "report", "cli"]
-GROUND = {"evalkit.errors", "evalkit.records", "evalkit.version"}
+GROUND = {"evalkit.errors", "evalkit.records", "evalkit.redact", "evalkit.version"}
 MAX_LINES = 400
 
 

@@ -11,7 +11,10 @@ with "nothing" for backends that start none.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from evalkit.config.resolve import ResolvedModel
@@ -21,13 +24,31 @@ from evalkit.records import ChatRequest, Completion
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-def retry_after_seconds(headers: Any) -> float | None:
-    """The server's Retry-After header in seconds (numeric form), if it sent one."""
+def retry_after_seconds(headers: Any, now: datetime | None = None) -> float | None:
+    """The server's ``Retry-After`` header in seconds from ``now``, if it sent a readable one.
+
+    Both forms of RFC 9110 §10.2.3: delta-seconds (``120``; a decimal is accepted too) and an HTTP date
+    (``Wed, 21 Oct 2026 07:28:00 GMT``, any RFC 5322 date). A negative delay or a date already past
+    means "now" (0); anything unreadable is ignored (None: the normal backoff applies). The runner caps
+    the wait.
+    """
     value = headers.get("retry-after") if headers is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
         return None
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a date without a zone is read as such
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from evalkit.backends.openai_http import convert_logprobs
 from evalkit.backends.registry import BuildContext
 from evalkit.config.model_specs import LiteLLMModel
 from evalkit.config.resolve import ResolvedModel, api_key
-from evalkit.errors import BackendError
+from evalkit.errors import BackendError, ErrorKind
 from evalkit.records import ChatRequest, Completion
+from evalkit.redact import redact_text
 
 
 def import_litellm() -> Any:
@@ -58,15 +59,68 @@ def _refused(exc: BaseException) -> bool:
     return False
 
 
+def _provider_finish_reason(stream: Any, seen: str | None) -> str | None:
+    """The finish reason the provider itself sent, or None when its stream ended without one.
+
+    LiteLLM's ``CustomStreamWrapper`` records it as ``received_finish_reason`` (a reason given on a
+    content chunk as ``intermittent_finish_reason``); a stream object without these attributes is not
+    LiteLLM's wrapper, and the reason its chunks carried is taken as given.
+    """
+    if not hasattr(stream, "received_finish_reason"):
+        return seen
+    reason = getattr(stream, "received_finish_reason", None) or getattr(stream, "intermittent_finish_reason", None)
+    return reason if isinstance(reason, str) and reason else None
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: LiteLLM's ``original_exception``, ``__cause__`` and ``__context__``."""
+    found: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(found) < 20:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        for nxt in (getattr(current, "original_exception", None), current.__cause__, current.__context__):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    return found
+
+
+def _broken_stream_kind(exc: BaseException) -> ErrorKind | None:
+    """``timeout`` or ``connection`` when a stream failed half-way for that reason (LiteLLM wraps such
+    failures as MidStreamFallbackError, a 503 the server never sent); None for anything else."""
+    if type(exc).__name__ != "MidStreamFallbackError":
+        return None
+    causes = _causes(exc)[1:]
+    if any(isinstance(c, TimeoutError) or "timeout" in type(c).__name__.lower() for c in causes):
+        return "timeout"
+    if any(isinstance(c, ConnectionError) or type(c).__name__ in _BROKEN_CONNECTION for c in causes):
+        return "connection"
+    return None
+
+
+# Exception names (httpx, httpcore, aiohttp, openai) of a connection that broke after it was made.
+_BROKEN_CONNECTION = frozenset({"ReadError", "RemoteProtocolError", "WriteError", "APIConnectionError",
+                                "ClientPayloadError", "ServerDisconnectedError", "IncompleteRead"})
+
+
 def _as_backend_error(exc: Exception, model: str) -> BackendError:
     status = getattr(exc, "status_code", None)
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or getattr(exc, "litellm_response_headers", None)
     retry_after = retry_after_seconds(headers)
     name = type(exc).__name__
-    message = str(exc).splitlines()[0][:300] if str(exc) else name
+    # A server may echo the key in its error body; LiteLLM quotes the body in its message.
+    message = redact_text(str(exc).splitlines()[0][:300]) if str(exc) else name
     if _refused(exc):  # LiteLLM reports a refused connection as a 500; it is not the server's answer
         return BackendError(f"{model}: cannot connect ({message})", retryable=True, kind="connect")
+    broken = _broken_stream_kind(exc)
+    if broken == "timeout":
+        return BackendError(f"{model}: timed out mid-stream ({message})", retryable=True, kind="timeout")
+    if broken == "connection":
+        return BackendError(f"{model}: connection broke mid-stream ({message})", retryable=True,
+                            kind="connection")
     if name in ("Timeout",) or "timeout" in name.lower():
         return BackendError(f"{model}: timed out ({message})", retryable=True, kind="timeout")
     if name == "APIConnectionError" and status in (None, 500):
@@ -162,11 +216,17 @@ class LiteLLMBackend(BackendBase):
                 entries.extend(_logprob_entries(choice))
                 finish = _field(choice, "finish_reason") or finish
         completion_tokens = _field(usage, "completion_tokens")
-        # LiteLLM closes a broken stream with a finish_reason of its own and counts usage itself, so an
-        # answer with no text and no completion tokens is how a garbled or cut stream shows up here.
-        if finish is None or (not parts and not completion_tokens):
+        # LiteLLM ends every stream with a finish_reason chunk, inventing "stop" when the provider sent
+        # none, so the chunks it yields cannot tell a finished answer from a cut one. Its wrapper keeps what
+        # the provider's own chunks said (``received_finish_reason``); only that counts as finished.
+        explicit = _provider_finish_reason(stream, finish)
+        if explicit is None:
+            raise BackendError("the stream ended without a finish reason from the server (cut short after "
+                               f"{len(parts)} chunks)", retryable=True, kind="truncated")
+        if not parts and not completion_tokens:
             raise BackendError("the stream ended before any answer arrived (garbled or cut stream)",
                                retryable=True, kind="truncated")
+        finish = explicit
         return Completion(text="".join(parts), finish_reason=finish, ttft_ms=ttft,
                           prompt_tokens=_field(usage, "prompt_tokens"),
                           completion_tokens=completion_tokens,

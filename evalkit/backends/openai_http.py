@@ -17,6 +17,7 @@ import aiohttp
 from evalkit.backends.base import RETRYABLE_STATUS, retry_after_seconds
 from evalkit.errors import BackendError
 from evalkit.records import ChatRequest, Completion
+from evalkit.redact import redact_text
 
 
 def _error_message(status: int, body: bytes) -> str:
@@ -25,7 +26,7 @@ def _error_message(status: int, body: bytes) -> str:
         message = err.get("message") if isinstance(err, dict) else str(err)
     except (ValueError, AttributeError):
         message = body[:200].decode("utf-8", "replace")
-    return f"HTTP {status}: {message}"
+    return redact_text(f"HTTP {status}: {message}")  # a server may echo the key it was sent
 
 
 def convert_logprobs(content: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:

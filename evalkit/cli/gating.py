@@ -85,7 +85,8 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
     from evalkit.report.ci import render_junit, render_markdown, render_text
     from evalkit.store import Store
 
-    loaded = load_suite(suite)
+    # Gating stored results calls no model: the suite's ${VAR} endpoints are only needed to run first.
+    loaded = load_suite(suite, expand_env=run_first)
     spec = loaded.suite.gates
     if not spec.rules:
         raise ConfigError("the suite declares no gates.rules", file=str(loaded.path), key="gates")

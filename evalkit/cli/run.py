@@ -110,6 +110,11 @@ def validate(suite: str, limit: int | None) -> None:
     click.echo(f"ok: suite '{loaded.suite.name}' v{loaded.suite.version}: {len(prepared.rendered)} samples "
                f"rendered from {prepared.dataset.path.name} (sha256 {prepared.dataset.sha256[:12]}), "
                f"models: {', '.join(prepared.models)}")
+    if prepared.null_targets:
+        many = prepared.null_targets > 1
+        click.echo(f"note: {prepared.null_targets} sample{'s have' if many else ' has'} a null target "
+                   "(target.allow_null): the custom scorer gets None for "
+                   f"{'them' if many else 'it'}")
     for name, spec in loaded.suite.models.items():
         missing = missing_api_key(name, spec, str(loaded.path))
         if missing is not None:

@@ -51,6 +51,9 @@ class OutputSpec(Strict):
     schema_: dict[str, Any] | str | None = Field(
         None, alias="schema", description="JSON Schema (inline or a file path) for type: json.")
     case_sensitive: bool = Field(False, description="Compare labels case-sensitively.")
+    allow_remote_refs: bool = Field(
+        False, description="Let the JSON Schema's $refs name http(s) URLs, fetched once at validate time "
+        "(default: local files only; a remote $ref is an error).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -60,6 +63,8 @@ class OutputSpec(Strict):
             raise ValueError("output type 'label' needs 'labels: [..]'")
         if self.type != "label" and self.labels:
             raise ValueError(f"'labels' only applies to output type 'label', not '{self.type}'")
+        if self.allow_remote_refs and self.schema_ is None:
+            raise ValueError("'allow_remote_refs' only applies to a JSON Schema ('schema')")
         if self.type != "json" and self.schema_ is not None:
             raise ValueError(f"'schema' only applies to output type 'json', not '{self.type}'")
         return self
@@ -70,6 +75,9 @@ class TargetSpec(Strict):
 
     field: str | None = None
     template: str | None = None
+    allow_null: bool = Field(
+        False, description="Let samples whose target field is null through to the scorer, which gets None "
+        "(needs scoring.scorer: custom; without it a null target is an error naming the sample).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TargetSpec:

@@ -72,7 +72,9 @@ def _read_jsonl(path: Path, data: bytes) -> list[tuple[int, dict[str, Any]]]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            # Some of json's messages end in "at" already ("Invalid control character at").
+            what = exc.msg.removesuffix(" at")
+            raise DatasetError(f"{path}:{lineno}: invalid JSON ({what} at column {exc.colno})") from None
         if not isinstance(obj, dict):
             raise DatasetError(f"{path}:{lineno}: each line must be a JSON object, got "
                                f"{type(obj).__name__}")
@@ -141,8 +143,32 @@ def _id_text(value: Any) -> str | None:
     return text or None
 
 
+def _id_problem(value: Any) -> str | None:
+    """Why a value cannot be a sample id (ids are strings or integers), or None when it can.
+
+    An integral float (``3.0``: how spreadsheets and pandas write an integer column with gaps) is the
+    integer 3; other numbers, booleans, objects and lists are refused rather than stored as their repr.
+    """
+    if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return None
+    if isinstance(value, float):
+        return None if math.isnan(value) or value.is_integer() else "a non-integral number"
+    kinds = {bool: "a boolean", dict: "an object", list: "a list", tuple: "a list"}
+    return next((name for kind, name in kinds.items() if isinstance(value, kind)), f"a {type(value).__name__}")
+
+
+def _shown(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)[:80]
+    except (TypeError, ValueError):
+        return repr(value)[:80]
+
+
 def load_dataset(path: Path, spec: DatasetSpec) -> Dataset:
     """Read, validate, filter and limit the dataset named by a suite."""
+    if path.is_dir():
+        raise DatasetError(f"{path} is a directory, not a data file; dataset.path names one JSONL, CSV or "
+                           "Parquet file (relative to the suite file)")
     if not path.is_file():
         raise DatasetError(f"dataset not found: {path} (dataset.path is relative to the suite file)")
     data = path.read_bytes()
@@ -162,6 +188,10 @@ def load_dataset(path: Path, spec: DatasetSpec) -> Dataset:
         if spec.id not in row:
             raise DatasetError(f"{path}:{lineno}: no '{spec.id}' field (dataset.id); fields are "
                                f"{sorted(row)[:12]}")
+        problem = _id_problem(row[spec.id])
+        if problem is not None:
+            raise DatasetError(f"{path}:{lineno}: id {_shown(row[spec.id])} (field '{spec.id}') is {problem}; "
+                               "ids must be strings or integers")
         sid = _id_text(row[spec.id])
         if sid is None:
             raise DatasetError(f"{path}:{lineno}: empty id in field '{spec.id}'")

@@ -100,8 +100,12 @@ def _did_you_mean(word: str, options: list[str]) -> str | None:
     return close[0] if close else None
 
 
-def parse_suite(text: str, path: Path) -> LoadedSuite:
-    """Validate suite text; raise :class:`ConfigError` naming file, key and line."""
+def parse_suite(text: str, path: Path, expand_env: bool = True) -> LoadedSuite:
+    """Validate suite text; raise :class:`ConfigError` naming file, key and line.
+
+    ``expand_env=False`` leaves ``${VAR}`` in endpoints as written: for commands that read stored
+    results and call no model, so the variables need not be set.
+    """
     file = str(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -123,14 +127,15 @@ def parse_suite(text: str, path: Path) -> LoadedSuite:
                           f"reads version {SUITE_FORMAT_VERSION}", file=file,
                           line=_line_of(root, ("evalkit",)), key="evalkit")
     try:
-        suite = Suite.model_validate(data)
+        suite = Suite.model_validate(data, context={"expand_env": expand_env})
     except ValidationError as exc:
         raise _format_validation_error(exc, root, file) from None
     return LoadedSuite(suite=suite, path=path.resolve(), raw=data, text=text)
 
 
-def load_suite(path: str | Path) -> LoadedSuite:
-    """Read and validate a suite file, and check that the files it references exist."""
+def load_suite(path: str | Path, expand_env: bool = True) -> LoadedSuite:
+    """Read and validate a suite file, and check that the files it references exist
+    (``expand_env``: see :func:`parse_suite`)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError("suite file not found", file=str(p))
@@ -138,7 +143,7 @@ def load_suite(path: str | Path) -> LoadedSuite:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"suite file is not UTF-8 text (byte {exc.start})", file=str(p)) from None
-    loaded = parse_suite(text, p)
+    loaded = parse_suite(text, p, expand_env)
     for ref in referenced_files(loaded):
         if not ref.is_file():
             raise ConfigError(f"referenced file not found: {ref}", file=str(p))

@@ -8,7 +8,7 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -55,6 +55,14 @@ def expand_env(value: str | None) -> str | None:
     return _ENV_REF.sub(_sub, value)
 
 
+def _expanded(value: str | None, info: ValidationInfo) -> str | None:
+    """``expand_env`` unless the suite is read only to look at stored results (context
+    ``{"expand_env": False}``: ``evalkit gate --run``), where the endpoints are not needed."""
+    if isinstance(info.context, dict) and info.context.get("expand_env") is False:
+        return value
+    return expand_env(value)
+
+
 class _ModelBase(Strict):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Generation parameters sent as they are (temperature, "
@@ -82,7 +90,7 @@ class LiteLLMModel(_ModelBase):
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the API key (never the key).")
 
-    _expand = field_validator("api_base")(classmethod(lambda cls, v: expand_env(v)))
+    _expand = field_validator("api_base")(classmethod(lambda cls, v, info: _expanded(v, info)))
 
 
 class VLLMModel(_ModelBase):
@@ -100,7 +108,7 @@ class VLLMModel(_ModelBase):
     api_base: str | None = Field(None, description="connect: URL of the server's OpenAI API, e.g. "
                                  "http://127.0.0.1:8000/v1; ${VAR} and ${VAR:-default} are expanded.")
 
-    _expand = field_validator("api_base")(classmethod(lambda cls, v: expand_env(v)))
+    _expand = field_validator("api_base")(classmethod(lambda cls, v, info: _expanded(v, info)))
     base_model: str = Field(description="connect: served name of the base model; launch / inprocess: "
                             "the base model's folder (relative to the suite) or hub id.")
     adapter: str | None = Field(None, description="LoRA module name (None: the base model).")

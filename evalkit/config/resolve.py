@@ -20,6 +20,7 @@ from evalkit.config.provenance import adapter_identity
 from evalkit.config.run_spec import RunSpec
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
+from evalkit.redact import register_secret
 
 ModelEntry = LiteLLMModel | VLLMModel
 
@@ -64,7 +65,9 @@ def api_key(name: str, spec: ModelEntry, suite_file: str) -> str | None:
     problem = missing_api_key(name, spec, suite_file)
     if problem is not None:
         raise problem
-    return os.environ[spec.api_key_env] if spec.api_key_env else None
+    key = os.environ[spec.api_key_env] if spec.api_key_env else None
+    register_secret(key)  # redacted from every stored or printed string from now on
+    return key
 
 
 def adapter_folder(loaded: LoadedSuite, name: str, spec: VLLMModel) -> Path | None:

@@ -12,6 +12,8 @@ within a version; renaming or removing a key needs a new version.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,10 +128,38 @@ class LoadedSuite(BaseModel):
     def content_hash(self) -> str:
         """sha256 over the suite text and every file it references (schemas, templates, code)."""
         h = hashlib.sha256(self.text.encode())
-        for ref in referenced_files(self):
+        for ref in referenced_files(self) + self._schema_ref_files():
             h.update(str(ref).encode())
             h.update(ref.read_bytes() if ref.is_file() else b"<missing>")
         return h.hexdigest()
+
+    def _schema_ref_files(self) -> list[Path]:
+        """The local files the JSON Schema's ``$ref`` s reach, transitively (scoring checks them)."""
+        spec = self.suite.output.schema_
+        if spec is None:
+            return []
+        seen: set[Path] = set()
+        if isinstance(spec, str):
+            root = self.resolve(spec)
+            seen.add(root)
+            texts = [(root.read_text(encoding="utf-8", errors="replace") if root.is_file() else "", root.parent)]
+        else:
+            texts = [(json.dumps(spec), self.base_dir)]
+        found: list[Path] = []
+        while texts:
+            text, folder = texts.pop()
+            for ref in _LOCAL_REF.findall(text):
+                path = (folder / ref).resolve()
+                if path not in seen:
+                    seen.add(path)
+                    found.append(path)
+                    if path.is_file():
+                        texts.append((path.read_text(encoding="utf-8", errors="replace"), path.parent))
+        return found
+
+
+# A relative $ref to another file (no scheme, not only a fragment).
+_LOCAL_REF = re.compile(r'"\$ref"\s*:\s*"(?![a-zA-Z][a-zA-Z0-9+.-]*:)([^"#]+)')
 
 
 def referenced_files(loaded: LoadedSuite) -> list[Path]:

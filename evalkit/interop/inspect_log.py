@@ -32,6 +32,7 @@ from evalkit.config.provenance import redact
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import InteropError, require
 from evalkit.records import Completion
+from evalkit.redact import redact_strings
 from evalkit.scoring.prepare import prepare
 from evalkit.store.db import Store
 from evalkit.store.rows import new_run_id, result_row, run_row, sample_rows
@@ -78,13 +79,15 @@ def export_run(store: Store, run_id: str, out_dir: Path, models: list[str] | Non
     )
     from inspect_ai.model import GenerateConfig
 
-    run = store.get_run(run_id)
-    run_models = {m["model"]: m for m in store.run_models(run_id)}
+    # Everything read for the log is redacted again on the way out (a store written before redaction
+    # covered every column may still hold a key).
+    run = redact_strings(store.get_run(run_id))
+    run_models = {m["model"]: redact_strings(m) for m in store.run_models(run_id)}
     chosen = models or list(run_models)
     unknown = [m for m in chosen if m not in run_models]
     if unknown:
         raise InteropError(f"run {run_id} has no model {unknown[0]!r}; it has {sorted(run_models)}")
-    samples = {r["sample_id"]: r for r in store.samples(run_id)}
+    samples = {r["sample_id"]: redact_strings(r) for r in store.samples(run_id)}
     metrics = {(m["model"], m["metric"]): m for m in store.metrics(run_id)}
     out_dir.mkdir(parents=True, exist_ok=True)
     created = _iso(run["created_at"]) or datetime.now(UTC).isoformat()
@@ -93,7 +96,7 @@ def export_run(store: Store, run_id: str, out_dir: Path, models: list[str] | Non
         model = run_models[name]
         config = _json(model["config"]) or {}
         params = config.get("params") or {}
-        rows = store.model_results(run_id, name)
+        rows = [redact_strings(r) for r in store.model_results(run_id, name)]
         rows.sort(key=lambda r: (samples.get(r["sample_id"], {}).get("position", 0), r["repeat"]))
         eval_samples = [_sample(r, samples.get(r["sample_id"], {}), _model_name(model)) for r in rows]
         scores = [EvalScore(name=score, scorer=score, scored_samples=int(m["n"] or 0),

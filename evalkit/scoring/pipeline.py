@@ -16,22 +16,18 @@ A failing call is scored by :meth:`SampleScorer.error_score`: everything False/0
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import SchemaError
-
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.suite import LoadedSuite
-from evalkit.errors import ConfigError
 from evalkit.records import Completion
 from evalkit.scoring import builtin, confidence
 from evalkit.scoring.correctness import CorrectRule
 from evalkit.scoring.custom import load_callable
 from evalkit.scoring.parse import Parsed, parse_output
+from evalkit.scoring.schema_refs import compile_schema
 
 _MAX_MESSAGES = 20
 
@@ -53,28 +49,10 @@ class Score:
 
 
 def load_json_schema(loaded: LoadedSuite) -> dict[str, Any] | None:
-    """The output JSON Schema (inline or from a file), checked against its metaschema."""
-    spec = loaded.suite.output.schema_
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        path = loaded.resolve(spec)
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{exc.lineno}: the JSON Schema is not valid JSON ({exc.msg})",
-                              file=str(loaded.path), key="output.schema") from None
-    else:
-        schema = spec
-    if not isinstance(schema, dict):
-        raise ConfigError("the JSON Schema must be an object", file=str(loaded.path), key="output.schema")
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "(root)"
-        raise ConfigError(f"invalid JSON Schema at {where}: {exc.message}", file=str(loaded.path),
-                          key="output.schema") from None
-    return schema
+    """The output JSON Schema (inline or from a file), checked against its metaschema, every $ref
+    resolved (see :mod:`evalkit.scoring.schema_refs`)."""
+    compiled = compile_schema(loaded)
+    return compiled.schema if compiled else None
 
 
 class SampleScorer:
@@ -82,8 +60,8 @@ class SampleScorer:
 
     def __init__(self, loaded: LoadedSuite) -> None:
         self._suite = loaded.suite
-        schema = load_json_schema(loaded)
-        self._validator = jsonschema.validators.validator_for(schema)(schema) if schema else None
+        compiled = compile_schema(loaded)  # every $ref loaded and checked now, never per sample
+        self._validator = compiled.validator if compiled else None
         scoring = loaded.suite.scoring
         self._custom: Callable[..., Any] | None = (
             load_callable(scoring.custom, loaded.base_dir, 3, "scoring.custom") if scoring.custom else None)

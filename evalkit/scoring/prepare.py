@@ -6,6 +6,7 @@ is called (``evalkit validate`` runs exactly this).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from evalkit.config.dataset import Dataset, load_dataset
@@ -25,6 +26,7 @@ class Prepared:
     rendered: list[RenderedSample]
     scorer: SampleScorer
     models: list[str]
+    null_targets: int = 0  # samples whose target is null (only with target.allow_null)
 
 
 def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | None = None,
@@ -51,6 +53,30 @@ def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | N
                               file=str(loaded.path))
     if sample_ids is not None:
         samples = [x for x in samples if x.id in sample_ids]
+    _check_allow_null(loaded)
     scorer = SampleScorer(loaded)
     rendered = PromptRenderer(loaded).render_all(samples)
-    return Prepared(loaded, dataset, rendered, scorer, chosen)
+    nulls = _null_targets(loaded, rendered)
+    return Prepared(loaded, dataset, rendered, scorer, chosen, nulls)
+
+
+def _check_allow_null(loaded: LoadedSuite) -> None:
+    target, scoring = loaded.suite.target, loaded.suite.scoring
+    if target is not None and target.allow_null and scoring.scorer != "custom":
+        raise ConfigError(f"target.allow_null needs scoring.scorer: custom (the function decides what a null "
+                          f"target means); '{scoring.scorer}' compares with a target value, so every null "
+                          "target would be scored wrong", file=str(loaded.path), key="target.allow_null")
+
+
+def _null_targets(loaded: LoadedSuite, rendered: list[RenderedSample]) -> int:
+    """How many samples have a null target; an error naming the first unless target.allow_null."""
+    target = loaded.suite.target
+    if target is None or target.field is None:
+        return 0
+    nulls = [r for r in rendered if r.target is None or (isinstance(r.target, float) and math.isnan(r.target))]
+    if nulls and not target.allow_null:
+        more = f" (and {len(nulls) - 1} more)" if len(nulls) > 1 else ""
+        raise ConfigError(f"sample '{nulls[0].sample.id}': target field '{target.field}' is null{more}; set "
+                          "target.allow_null: true (with a custom scorer) if that is meant, or fix the data",
+                          file=str(loaded.path), key="target.field")
+    return len(nulls)

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalkit.errors import ConfigError, StoreError
+from evalkit.redact import redact_text
 from evalkit.store.db import Store, now, to_json
 from evalkit.store.rows import new_run_id
 from evalkit.version import __version__
@@ -32,6 +34,16 @@ TABLES = ("runs", "run_models", "samples", "results", "metrics")
 RUN_LEVEL_TABLES = ("retention", "retention_samples", "routing_policies", "routing_recommendations")
 
 
+def _redacted(table: pa.Table) -> pa.Table:
+    """The table with :func:`evalkit.redact.redact_text` applied to its text columns (a store written
+    before redaction covered everything may still hold a key; it does not leave in an export)."""
+    for i, column in enumerate(table.schema):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            values = [redact_text(v) if isinstance(v, str) else v for v in table.column(i).to_pylist()]
+            table = table.set_column(i, column, pa.array(values, type=column.type))
+    return table
+
+
 def export_run(store: Store, run_id: str, folder: str | Path) -> dict[str, Any]:
     """Write ``run_id``'s rows of every table to ``folder``; returns the manifest."""
     store.get_run(run_id)
@@ -39,7 +51,7 @@ def export_run(store: Store, run_id: str, folder: str | Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for table in TABLES + RUN_LEVEL_TABLES:
-        arrow = store.arrow(f"SELECT * FROM {table} WHERE run_id = ?", [run_id])
+        arrow = _redacted(store.arrow(f"SELECT * FROM {table} WHERE run_id = ?", [run_id]))
         pq.write_table(arrow, out / f"{table}.parquet")
         counts[table] = arrow.num_rows
     manifest = {"format": FORMAT, "evalkit_version": __version__, "schema_version": store.schema_version(),

@@ -37,7 +37,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from evalkit.testing.faults import Fault, FaultPlan, apply_fault, error_response
+from evalkit.testing.faults import Fault, FaultPlan, apply_fault, break_stream, error_response
 from evalkit.testing.replies import EchoResponder, Reply, Responder, chat_logprobs, legacy_logprobs, request_text, tokenize
 
 __all__ = ["DevServer", "RequestRecord"]
@@ -312,6 +312,10 @@ class DevServer:
         delay_ms = reply.delay_s * 1000.0 if reply.delay_s is not None else self.latency_ms
         truncate = fault is not None and fault.kind == "truncate"
         if body.get("stream") is True:
+            if truncate and fault is not None and fault.after != "eof":  # half of it, then a stall or a reset
+                half = tokens[: max(1, len(tokens) // 2)]
+                resp = await self._stream(request, body, chat, model, reply, half, finish, usage, 0.0, True, end=False)
+                return await break_stream(request, resp, fault)
             ttft = self.ttft_ms if self.ttft_ms is not None and reply.delay_s is None else delay_ms
             return await self._stream(request, body, chat, model, reply, tokens, finish, usage, ttft, truncate)
         if delay_ms > 0:
@@ -334,7 +338,7 @@ class DevServer:
 
     async def _stream(self, request: web.Request, body: dict[str, Any], chat: bool, model: str, reply: Reply,
                       tokens: list[str], finish: str, usage: dict[str, int], ttft_ms: float,
-                      truncate: bool) -> web.StreamResponse:
+                      truncate: bool, end: bool = True) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         if truncate:
             resp.force_close()
@@ -365,7 +369,7 @@ class DevServer:
             offset += len(piece)
             chunks.append(_sse({**head, "choices": [choice]}))
         if truncate:  # half the content, then a clean end of the HTTP body: no finish_reason, no [DONE]
-            chunks = chunks[: max(1, (len(chunks) + 1) // 2)]
+            chunks = chunks[: max(1, (len(chunks) + 1) // 2)] if end else chunks  # else: the caller breaks it
         else:
             last: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
             if chat:
@@ -386,5 +390,6 @@ class DevServer:
                 await resp.write(chunk)
         else:
             await resp.write(b"".join(chunks))  # one write: less server CPU per request for benchmarks
-        await resp.write_eof()
+        if end:
+            await resp.write_eof()
         return resp

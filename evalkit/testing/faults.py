@@ -4,13 +4,19 @@ A :class:`FaultPlan` is an ordered list of :class:`Fault` s. For each completion
 the plan for the first fault that wants to fire; at most one fault applies to a request. Kinds:
 
     status     answer ``status`` (429, 500, 503, ...) with an OpenAI-style error body; ``retry_after``
-               (seconds) adds a ``Retry-After`` header
+               (seconds) adds a ``Retry-After`` header, as delta-seconds or, with
+               ``retry_after_form="date"``, as the HTTP date that many seconds from now (rounded up);
+               ``echo_key=True`` quotes the request's ``Authorization`` header in the error message, as
+               some providers and proxies do ("Incorrect API key provided: Bearer sk-…")
     hang       sleep ``hang_s`` seconds, then answer normally (a client timeout should fire first)
     reset      abort the TCP connection (RST) without any response
     garbage    200 with ``Content-Type: application/json`` and a body that is not JSON
     truncate   200 whose body stops half-way: a JSON body cut in half (with a matching Content-Length),
                or a stream that ends after half of its chunks, with no finish_reason and no
-               ``data: [DONE]``; the connection is closed afterwards
+               ``data: [DONE]``; the connection is closed afterwards. For a stream, ``after`` says how it
+               ends after the half: ``eof`` (default, a clean end of the body), ``stall`` (nothing more
+               for ``hang_s`` seconds, then the clean end: a client timeout fires mid-answer) or ``cut``
+               (the connection is reset: RST mid-answer)
 
 When a fault fires (each fault counts the requests that pass its ``model`` filter, 1-based):
 
@@ -28,16 +34,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any, Literal
 
 from aiohttp import web
 
 FaultKind = Literal["status", "hang", "reset", "garbage", "truncate"]
 _KINDS = ("status", "hang", "reset", "garbage", "truncate")
+TruncateEnd = Literal["eof", "stall", "cut"]
+_ENDS = ("eof", "stall", "cut")
 
 # (type, code) pairs as OpenAI's API reports them, so clients map them to the same exception classes.
 _ERROR_TYPES: dict[int, tuple[str, str | None]] = {
@@ -69,17 +80,24 @@ class Fault:
     kind: FaultKind
     status: int = 500
     retry_after: float | None = None
+    retry_after_form: Literal["seconds", "date"] = "seconds"
+    echo_key: bool = False
     hang_s: float = 30.0
     times: int | None = None
     every: int | None = None
     nth: tuple[int, ...] | None = None
     model: str | None = None
+    after: TruncateEnd = "eof"
     seen: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(_KINDS)}")
+        if self.retry_after_form not in ("seconds", "date"):
+            raise ValueError(f"unknown retry_after_form {self.retry_after_form!r}; expected seconds or date")
+        if self.after not in _ENDS:
+            raise ValueError(f"unknown truncate end {self.after!r}; expected one of {', '.join(_ENDS)}")
         if self.every is not None and self.every < 1:
             raise ValueError("Fault.every must be >= 1")
         if self.nth is not None:
@@ -147,6 +165,25 @@ class FaultPlan:
         return chosen
 
 
+def _retry_after_value(fault: Fault) -> str:
+    assert fault.retry_after is not None
+    if fault.retry_after_form == "seconds":
+        return f"{fault.retry_after:g}"
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=math.ceil(fault.retry_after) + 1)
+    return format_datetime(when, usegmt=True)  # whole seconds, so one more to wait at least retry_after
+
+
+async def break_stream(request: web.Request, resp: web.StreamResponse, fault: Fault) -> web.StreamResponse:
+    """End a stream whose first half was sent: stall ``hang_s`` then end it (``after: stall``), or reset
+    the connection (``after: cut``)."""
+    await asyncio.sleep(fault.hang_s if fault.after == "stall" else 0.05)
+    if fault.after == "cut":
+        _abort(request)
+        await asyncio.sleep(5.0)  # handler_cancellation ends this task when the connection goes
+    await resp.write_eof()
+    return resp
+
+
 def _abort(request: web.Request) -> None:
     transport = request.transport
     if transport is None:
@@ -166,10 +203,12 @@ async def apply_fault(fault: Fault, request: web.Request) -> web.StreamResponse 
     ``truncate`` returns None: the caller cuts the normal answer itself, as only it knows the body.
     """
     if fault.kind == "status":
-        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+        headers = {"Retry-After": _retry_after_value(fault)} if fault.retry_after is not None else None
         message = {429: "Rate limit reached for requests (injected by evalkit devserver)",
                    503: "The server is overloaded or not ready yet (injected by evalkit devserver)"}.get(
             fault.status, f"injected fault: HTTP {fault.status}")
+        if fault.echo_key:
+            message = f"Incorrect API key provided: {request.headers.get('Authorization', '(none)')}. {message}"
         return error_response(fault.status, message, headers=headers)
     if fault.kind == "hang":
         await asyncio.sleep(fault.hang_s)
