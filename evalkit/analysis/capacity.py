@@ -130,6 +130,12 @@ def capacity_values(blocks: dict[str, dict[str, Any]]) -> dict[str, dict[str, fl
     return {name: {m: (None if b[m] is None else float(b[m])) for m in CAPACITY_METRICS} for name, b in blocks.items()}
 
 
+def run_volume(store: Any, run_id: str) -> float:
+    """The projection volume of a stored run: its suite's ``run.volume_per_day``."""
+    run = store.get_run(run_id)
+    return projection(json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config"))[0]
+
+
 def stored_costs(store: Any, run_id: str, volume_per_day: float | None = None,
                  goodput: dict[str, float] | None = None,
                  values: dict[str, dict[str, float | None]] | None = None) -> dict[str, dict[str, Any]]:
@@ -153,3 +159,29 @@ def stored_cost_values(store: Any, run_id: str, values: dict[str, dict[str, floa
                        goodput: dict[str, float] | None = None) -> dict[str, dict[str, float | None]]:
     """The capacity metric values of a run's models at the suite's volume, from their other metric values."""
     return capacity_values(stored_costs(store, run_id, None, goodput, values))
+
+
+def served_monthly(inputs: CostInputs, volume_per_day: float) -> float | None:
+    """A model's monthly cost when it serves this daily volume in a deployment; a model that serves nothing
+    is not deployed and costs nothing (a router that escalates everything needs no small-model box)."""
+    if volume_per_day <= 0:
+        return 0.0
+    value = model_cost(inputs, volume_per_day)["monthly_cost_usd"]
+    return None if value is None else float(value)
+
+
+def policy_monthly(style: str, share_escalated: float, small: CostInputs, large: CostInputs,
+                   volume_per_day: float) -> float | None:
+    """Monthly cost of a routing policy: a cascade's small model serves every request and the large one the
+    escalated share; router-first splits the volume. Each side at its own cost basis (always-on or per call)."""
+    small_volume = volume_per_day if style == "cascade" else volume_per_day * (1 - share_escalated)
+    parts = (served_monthly(small, small_volume), served_monthly(large, volume_per_day * share_escalated))
+    return None if parts[0] is None or parts[1] is None else parts[0] + parts[1]
+
+
+def js_params(inputs: CostInputs) -> dict[str, Any]:
+    """A model's cost inputs as report.js reads them (data-cost-params): the same formula in the browser."""
+    rps = sustainable_rps(inputs.requests_per_second, inputs.goodput_rps, inputs.throughput_rps)
+    return {"basis": "always-on" if inputs.self_hosted else "per-call", "gpu": inputs.gpu_usd_per_hour,
+            "rps": None if rps is None else rps[0], "min_replicas": inputs.min_replicas,
+            "cost_per_call": inputs.cost_per_call}
