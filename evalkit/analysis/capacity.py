@@ -136,23 +136,28 @@ def run_volume(store: Any, run_id: str) -> float:
     return projection(json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config"))[0]
 
 
-def stored_costs(store: Any, run_id: str, volume_per_day: float | None = None,
-                 goodput: dict[str, float] | None = None,
-                 values: dict[str, dict[str, float | None]] | None = None) -> dict[str, dict[str, Any]]:
-    """The ``cost`` blocks of a stored run's models, at the suite's volume unless one is given.
-
-    ``values``: the models' metric values (default: the stored ones); ``goodput``: per model, the highest
-    request rate that met the SLO in a load sweep (None for now: the figure comes from ``evalkit load``)."""
-    run = store.get_run(run_id)
-    config = json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config")
-    volume, baseline = projection(config)
+def stored_inputs(store: Any, run_id: str, goodput: dict[str, float] | None = None,
+                  values: dict[str, dict[str, float | None]] | None = None) -> dict[str, CostInputs]:
+    """The cost inputs of a stored run's models. ``values``: their metric values (default: the stored ones);
+    ``goodput``: per model, the highest request rate that met the SLO in a load sweep (callers pass None until
+    ``evalkit load`` results are wired in)."""
     if values is None:
         values = {}
         for row in store.metrics(run_id):
             values.setdefault(row["model"], {})[row["metric"]] = row["value"]
-    inputs = {m["model"]: cost_inputs(m["config"], values.get(m["model"], {}), (goodput or {}).get(m["model"]))
-              for m in store.run_models(run_id)}
-    return model_costs(inputs, baseline, volume if volume_per_day is None else volume_per_day)
+    return {m["model"]: cost_inputs(m["config"], values.get(m["model"], {}), (goodput or {}).get(m["model"]))
+            for m in store.run_models(run_id)}
+
+
+def stored_costs(store: Any, run_id: str, volume_per_day: float | None = None,
+                 goodput: dict[str, float] | None = None,
+                 values: dict[str, dict[str, float | None]] | None = None) -> dict[str, dict[str, Any]]:
+    """The ``cost`` blocks of a stored run's models, at the suite's volume unless one is given, break-even
+    against the suite's ``gates.baseline``."""
+    run = store.get_run(run_id)
+    volume, baseline = projection(json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config"))
+    return model_costs(stored_inputs(store, run_id, goodput, values), baseline,
+                       volume if volume_per_day is None else volume_per_day)
 
 
 def stored_cost_values(store: Any, run_id: str, values: dict[str, dict[str, float | None]],
