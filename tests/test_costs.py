@@ -98,3 +98,41 @@ def test_model_cost_blocks():
     assert stated["replicas_needed"] == 1 and stated["throughput_source"] == STATED
     unknown = model_cost(CostInputs(gpu_usd_per_hour=1.0), 900_000)
     assert unknown["monthly_cost_usd"] is None and "no throughput" in unknown["note"]
+
+
+def test_show_json_and_table_carry_the_cost_block(tmp_path):
+    from evalkit.analysis.metrics import compute_run_metrics
+    from evalkit.analysis.summary import run_payload
+    from evalkit.report.terminal import render_table
+    from evalkit.store import Store
+    from evalkit.store.db import now
+
+    with Store(tmp_path / "c.duckdb") as store:
+        store.create_run({"run_id": "r", "suite_name": "s", "suite_hash": "h", "status": "complete", "created_at": now(),
+                          "n_samples": 40, "repeats": 1,
+                          "config": {"run": {"volume_per_day": 900_000}, "gates": {"baseline": "frontier"}}})
+        rows = []
+        for model, cost in (("frontier", 0.001), ("tuned", 0.00001)):
+            # tuned: 40 answers in 4 s of wall time = 10 requests/s, 3 tokens each
+            store.upsert_run_model({"run_id": "r", "model": model, "provider": "vllm", "status": "complete",
+                                    "wall_s": 4.0, "config": {"cost": {"gpu_usd_per_hour": 1.0} if model == "tuned"
+                                                              else {"input_per_mtok": 1.0}}})
+            rows += [{"run_id": "r", "model": model, "sample_id": f"s{i}", "repeat": 0, "status": "ok", "quality": 1.0,
+                      "correct": True, "latency_ms": 10.0, "completion_tokens": 3, "cost_usd": cost, "attempts": 1,
+                      "cache_hit": False, "cache_key": f"{model}{i}", "created_at": now()} for i in range(40)]
+        # two cached answers: no wall time here, so not part of the throughput
+        rows += [{**rows[-1], "sample_id": f"c{i}", "cache_hit": True, "cache_key": f"c{i}"} for i in range(2)]
+        store.insert_results(rows)
+        compute_run_metrics(store, "r", resamples=0)
+        payload = run_payload(store, "r")
+    tuned = payload["models"]["tuned"]
+    assert tuned["metrics"]["throughput_rps"]["value"] == pytest.approx(10.0)
+    assert tuned["metrics"]["output_tokens_per_s"]["value"] == pytest.approx(30.0)
+    assert tuned["metrics"]["replicas_needed"]["value"] == 2  # 900k/day = 10.4 requests/s
+    assert tuned["metrics"]["monthly_cost_usd"]["value"] == pytest.approx(1460.0)
+    assert tuned["metrics"]["break_even_requests_per_day"]["value"] == pytest.approx(24_333.333333)
+    assert payload["models"]["frontier"]["metrics"]["monthly_cost_usd"]["value"] == pytest.approx(27_000)
+    assert tuned["cost"]["throughput_source"] == MEASURED and tuned["cost"]["baseline"] == "frontier"
+    assert payload["models"]["frontier"]["cost"]["basis"] == "per-call"
+    text = render_table(payload)
+    assert "tuned: always-on at 900,000 requests/day: 2 replica(s)" in text and "24,333 requests/day" in text
