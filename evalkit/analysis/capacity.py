@@ -140,7 +140,8 @@ def stored_inputs(store: Any, run_id: str, goodput: dict[str, float] | None = No
                   values: dict[str, dict[str, float | None]] | None = None) -> dict[str, CostInputs]:
     """The cost inputs of a stored run's models. ``values``: their metric values (default: the stored ones);
     ``goodput``: per model, the highest request rate that met the SLO in a load sweep (callers pass None until
-    ``evalkit load`` results are wired in)."""
+    ``evalkit load`` results are wired in). Every reader of a stored run's costs (metrics, show, report, route)
+    comes through here: the one place to read the stored goodput when ``goodput`` is None."""
     if values is None:
         values = {}
         for row in store.metrics(run_id):

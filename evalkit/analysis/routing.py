@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.analysis.bootstrap import paired_bootstrap, tail_mean
-from evalkit.analysis.capacity import CostInputs, cost_inputs, js_params, model_cost, policy_monthly
+from evalkit.analysis.capacity import CostInputs, js_params, model_cost, policy_monthly, stored_inputs
 from evalkit.analysis.costs import HOURS_PER_MONTH
 from evalkit.analysis.paired import Pairing, Side, flags, pair
 from evalkit.errors import ConfigError
@@ -202,13 +202,9 @@ def deployment_inputs(store: Any, run_id: str, d: RoutingData, small: str, large
     price from the paired rows (as the policies' cost per 1k). ``gpu_usd_per_hour`` or a fixed per-replica
     ``monthly_usd`` (e.g. a reserved instance) overrides the small model's GPU price (it is then self-hosted),
     ``requests_per_second`` its per-replica throughput."""
-    values: dict[str, dict[str, float | None]] = {}
-    for row in store.metrics(run_id):
-        values.setdefault(row["model"], {})[row["metric"]] = row["value"]
-    sides = []
-    for name, costs in ((small, d.cost_s), (large, d.cost_l)):
-        found = cost_inputs(store.model_config(run_id, name), values.get(name, {}))
-        sides.append(replace(found, cost_per_call=None if costs is None else float(costs.mean())))
+    stored = stored_inputs(store, run_id)
+    sides = [replace(stored.get(name, CostInputs()), cost_per_call=None if costs is None else float(costs.mean()))
+             for name, costs in ((small, d.cost_s), (large, d.cost_l))]
     if monthly_usd is not None:
         gpu_usd_per_hour = monthly_usd / HOURS_PER_MONTH
     if gpu_usd_per_hour is not None:
