@@ -83,7 +83,7 @@ def describe(spec: LiteLLMModel | VLLMModel) -> dict[str, Any]:
     """How this model's cost is computed, for provenance."""
     cost = spec.cost
     if cost is not None and (cost.input_per_mtok is not None or cost.output_per_mtok is not None):
-        return {"source": "suite token prices", **cost.model_dump(exclude_none=True)}
+        return {"source": "suite token prices", **cost.model_dump(exclude_none=True, exclude={"min_replicas"})}
     if cost is not None and cost.gpu_usd_per_hour is not None:
         how = "stated throughput" if cost.requests_per_second else "throughput measured in the run"
         return {"source": f"GPU hour: cost_usd is GPU time per request at the {how}; monthly cost is "
