@@ -84,3 +84,56 @@ FROM (
 )
 GROUP BY model
 ORDER BY model;
+
+-- name: throughput
+-- successful rows this run requested (cached answers took no wall time here) and their completion
+-- tokens, per second of the model's wall time (run_models.wall_s, summed over resumes)
+SELECT r.model,
+       CASE WHEN any_value(m.wall_s) > 0 AND count(*) FILTER (WHERE r.status = 'ok' AND NOT r.cache_hit) > 0
+            THEN count(*) FILTER (WHERE r.status = 'ok' AND NOT r.cache_hit) / any_value(m.wall_s) END
+                                                                      AS throughput_rps,
+       CASE WHEN any_value(m.wall_s) > 0 AND count(*) FILTER (WHERE r.status = 'ok' AND NOT r.cache_hit) > 0
+            THEN sum(r.completion_tokens) FILTER (WHERE r.status = 'ok' AND NOT r.cache_hit) / any_value(m.wall_s) END
+                                                                      AS output_tokens_per_s
+FROM results r JOIN run_models m USING (run_id, model)
+WHERE r.run_id = $run_id
+GROUP BY r.model
+ORDER BY r.model;
+
+-- name: capacity
+-- at V = run.volume_per_day (default 100,000): API models pay per call (avg cost_usd × V × 30 days);
+-- a model with cost.gpu_usd_per_hour G pays for always-on replicas: greatest(min_replicas,
+-- ceil(V / 86,400 / rps)) × G × 730, rps = cost.requests_per_second, else (when a load sweep stored one)
+-- the goodput at the SLO, else throughput_rps above. Break-even against gates.baseline's per-call price c:
+-- min_replicas × G × 730 / (30 c) when one replica at full capacity (rps × 86,400 calls/day) costs no more
+-- than the API for the same calls, else NULL (never). This query covers runs without a load sweep.
+WITH run AS (
+    SELECT coalesce(TRY_CAST(json_extract_string(config, '$.run.volume_per_day') AS DOUBLE), 100000) AS v,
+           json_extract_string(config, '$.gates.baseline') AS baseline
+    FROM runs WHERE run_id = $run_id
+), measured AS (
+    SELECT r.model, avg(r.cost_usd) AS cost_per_call,
+           CASE WHEN any_value(m.wall_s) > 0 AND count(*) FILTER (WHERE r.status = 'ok' AND NOT r.cache_hit) > 0
+                THEN count(*) FILTER (WHERE r.status = 'ok' AND NOT r.cache_hit) / any_value(m.wall_s) END AS tput,
+           TRY_CAST(json_extract_string(any_value(m.config), '$.cost.gpu_usd_per_hour') AS DOUBLE) AS gpu,
+           TRY_CAST(json_extract_string(any_value(m.config), '$.cost.requests_per_second') AS DOUBLE) AS stated,
+           coalesce(TRY_CAST(json_extract_string(any_value(m.config), '$.cost.min_replicas') AS INTEGER), 1) AS min_r
+    FROM results r JOIN run_models m USING (run_id, model)
+    WHERE r.run_id = $run_id
+    GROUP BY r.model
+), model AS (
+    SELECT *, coalesce(stated, tput) AS rps,
+           CASE WHEN gpu IS NOT NULL AND coalesce(stated, tput) IS NOT NULL
+                THEN greatest(min_r, ceil((SELECT v FROM run) / 86400 / coalesce(stated, tput) - 1e-12)) END AS replicas
+    FROM measured
+)
+SELECT m.model,
+       CASE WHEN m.gpu IS NULL THEN m.cost_per_call * run.v * 30
+            ELSE m.replicas * m.gpu * 730 END                          AS monthly_cost_usd,
+       m.replicas                                                       AS replicas_needed,
+       CASE WHEN m.gpu IS NOT NULL AND m.rps IS NOT NULL AND b.gpu IS NULL AND b.cost_per_call > 0
+                 AND m.model <> b.model
+                 AND m.gpu * 730 <= 30 * b.cost_per_call * m.rps * 86400 * (1 + 1e-12)
+            THEN m.min_r * m.gpu * 730 / (30 * b.cost_per_call) END    AS break_even_requests_per_day
+FROM model m CROSS JOIN run LEFT JOIN model b ON b.model = run.baseline
+ORDER BY m.model;

@@ -22,12 +22,17 @@ def documented_queries() -> dict[str, str]:
     return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
 
 
-def fill_random_run(store: Store, run_id: str, n: int = 400, seed: int = 5,
+def fill_random_run(store: Store, run_id: str, n: int = 400, seed: int = 5, volume: float = 3_000_000,
                     config: dict | None = None) -> None:
     rng = np.random.default_rng(seed)
+    # a: an API baseline; b: self-hosted, 2 always-on replicas at least, throughput measured in the run
+    config = {"run": {"volume_per_day": volume}, "gates": {"baseline": "a", "candidate": "b"}, **(config or {})}
     store.create_run({"run_id": run_id, "suite_name": "s", "suite_hash": "h", "status": "complete",
-                      "created_at": now(), "n_samples": n, "repeats": 1,
-                      **({"config": config} if config is not None else {})})
+                      "created_at": now(), "n_samples": n, "repeats": 1, "config": config})
+    for model, cost, wall in (("a", {"input_per_mtok": 0.15}, 31.5),
+                              ("b", {"gpu_usd_per_hour": 0.4, "min_replicas": 2}, 17.25)):
+        store.upsert_run_model({"run_id": run_id, "model": model, "provider": "litellm", "status": "complete",
+                                "config": {"cost": cost}, "wall_s": wall})
     rows = []
     for model, has_checks in (("a", True), ("b", False)):
         for i in range(n):
@@ -46,7 +51,7 @@ def fill_random_run(store: Store, run_id: str, n: int = 400, seed: int = 5,
                 "completion_tokens": None if error else int(rng.integers(1, 20)),
                 "cost_usd": None if error else float(rng.random() / 100),
                 "score_error": "boom" if rng.random() < 0.01 else None,
-                "attempts": 1, "cache_hit": False, "cache_key": f"{model}{i}", "created_at": now(),
+                "attempts": 1, "cache_hit": bool(rng.random() < 0.2), "cache_key": f"{model}{i}", "created_at": now(),
             })
     store.insert_results(rows)
 
@@ -59,7 +64,8 @@ def test_stored_metrics_equal_documented_sql(tmp_path: Path, threshold: float | 
         compute_run_metrics(store, "r1", seed=0, resamples=100)
         stored = {(r["model"], r["metric"]): r["value"] for r in store.metrics("r1")}
         queries = documented_queries()
-        assert set(queries) == {"per_model", "tail5", "ece", "confidence_tails"}
+        assert set(queries) == {"per_model", "tail5", "ece", "confidence_tails", "throughput", "capacity"}
+        assert stored[("b", "replicas_needed")] is not None and stored[("b", "break_even_requests_per_day")] is not None
         checked = set()
         for sql in queries.values():
             sql = sql.replace("$confident_threshold", str(0.9 if threshold is None else threshold))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -151,3 +152,130 @@ def test_report_renders_in_firefox(report_file, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert shot.stat().st_size > 50_000
+
+
+@pytest.fixture
+def cost_report(make_suite, email_rows, tmp_path, monkeypatch):
+    """A run whose tuned model is self-hosted ($1/h, throughput measured in the run) against an API frontier,
+    routed, with a report at the suite's volume."""
+    from conftest import TRIAGE_RULES
+
+    from evalkit.analysis.routing import analyse
+
+    monkeypatch.setenv("EVALKIT_TEST_KEY", TEST_KEY)
+    with DevServer(RuleResponder.from_dict(TRIAGE_RULES), api_key=TEST_KEY, latency_ms=20) as server:
+        text = (LABEL_SUITE.format(base=server.url)
+                .replace("    stream: false\n", "    stream: false\n    cost: {gpu_usd_per_hour: 1.0}\n")
+                .replace("    params: {temperature: 0, max_tokens: 8}\n  tuned:",
+                         "    params: {temperature: 0, max_tokens: 8}\n    cost: {input_per_mtok: 300, output_per_mtok: 900}\n"
+                         "  tuned:")
+                .replace("  bootstrap: 200\n", "  bootstrap: 200\n  volume_per_day: 50000\n")
+                + "gates:\n  baseline: frontier\n  candidate: tuned\n  rules:\n"
+                  "    - {metric: monthly_cost_usd, max: 100000}\n")
+        summary = run_suite(load_suite(make_suite(text, rows=email_rows)), str(tmp_path / "r.duckdb"))
+    with Store(tmp_path / "r.duckdb") as store:
+        analyse(store, summary.run_id, "tuned", "frontier", max_drop=0.0, resamples=100)
+    with Store(tmp_path / "r.duckdb", read_only=True) as store:
+        path = write_report(store, summary.run_id, tmp_path / "costs.html")
+    return path, tmp_path / "r.duckdb", summary.run_id
+
+
+def _cost_cells(html: str) -> dict[tuple[str, str], str]:
+    cells: dict[tuple[str, str], str] = {}
+    for m in re.finditer(r'<td class="num" (data-cost-cell|data-routing-monthly)="([^"]+)"([^>]*)>', html):
+        attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', m.group(3)))
+        if "data-value" in attrs:
+            cells[(m.group(2), attrs.get("data-model") or attrs["data-share"])] = attrs["data-value"]
+    return cells
+
+
+def _expected(db: Path, run_id: str, volume: float) -> tuple[dict, dict]:
+    from evalkit.analysis.capacity import policy_monthly, stored_costs, stored_inputs
+
+    with Store(db, read_only=True) as store:
+        blocks = stored_costs(store, run_id, volume)
+        inputs = stored_inputs(store, run_id)
+        policies = store.latest_routing(run_id, "cascade")[1]
+    routing = {str(p["share_escalated"]): policy_monthly("cascade", p["share_escalated"], inputs["tuned"],
+                                                         inputs["frontier"], volume) for p in policies if p["pareto"]}
+    routing["1"] = policy_monthly("router", 1.0, inputs["tuned"], inputs["frontier"], volume)
+    return blocks, routing
+
+
+def _assert_cells(cells: dict[tuple[str, str], str], blocks: dict, routing: dict) -> None:
+    for model in ("tuned", "frontier"):
+        assert float(cells[("monthly", model)]) == pytest.approx(blocks[model]["monthly_cost_usd"], rel=1e-9)
+    assert int(float(cells[("replicas", "tuned")])) == blocks["tuned"]["replicas_needed"]
+    for share, value in routing.items():
+        assert float(cells[("cascade" if share != "1" else "router", share)]) == pytest.approx(value, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_report_costs_are_always_on_and_gateable(cost_report):
+    path, db, run_id = cost_report
+    html = path.read_text()
+    blocks, routing = _expected(db, run_id, 50_000)
+    tuned = blocks["tuned"]
+    assert tuned["basis"] == "always-on" and tuned["throughput_source"] == "measured closed-loop throughput"
+    assert tuned["monthly_cost_usd"] == pytest.approx(tuned["replicas_needed"] * 730.0)
+    assert tuned["break_even_requests_per_day"] is not None
+    _assert_cells(_cost_cells(html), blocks, routing)
+    assert "measured closed-loop throughput" in html
+    with Store(db, read_only=True) as store:
+        stored = {(r["model"], r["metric"]): r["value"] for r in store.metrics(run_id)}
+        wall = store.one("SELECT wall_s FROM run_models WHERE run_id = ? AND model = 'tuned'", [run_id])[0]
+        called = store.one("SELECT count(*) FROM results WHERE run_id = ? AND model = 'tuned' AND status = 'ok' "
+                           "AND NOT cache_hit", [run_id])[0]
+    assert stored[("tuned", "throughput_rps")] == pytest.approx(called / wall)
+    assert stored[("tuned", "monthly_cost_usd")] == pytest.approx(tuned["monthly_cost_usd"])
+    assert stored[("tuned", "replicas_needed")] == tuned["replicas_needed"]
+    assert stored[("tuned", "break_even_requests_per_day")] == pytest.approx(tuned["break_even_requests_per_day"])
+    # the large-only mark of the routing chart is the frontier alone: its cost per 1k, no small-model call added
+    assert 'data-routing-alone="large"' in html
+    assert routing["1"] == pytest.approx(blocks["frontier"]["monthly_cost_usd"], rel=1e-9)
+    with Store(db, read_only=True) as store:
+        router = store.latest_routing(run_id, "router")[1]
+    large_alone = router[-1]
+    assert large_alone["share_escalated"] == 1.0
+    frontier_1k = stored[("frontier", "cost_per_1k")]
+    assert large_alone["cost_per_1k"] == pytest.approx(frontier_1k, rel=1e-9)
+    # the chart's mark is at the frontier's own cost, not the tuned model's GPU time added to it
+    assert f"<title>frontier only: ${frontier_1k:.6f} per 1k" in html
+    assert 'data-gate="monthly_cost_usd" data-gate-verdict="pass"' in html  # a gate can bound the always-on cost
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_report_volume_input_recomputes_replicas_and_costs_in_chromium(cost_report, tmp_path):
+    path, db, run_id = cost_report
+    with Store(db, read_only=True) as store:
+        rps = {r["model"]: r["value"] for r in store.metrics(run_id) if r["metric"] == "throughput_rps"}["tuned"]
+    volume = round(rps * 86_400 * 2.5)  # two and a half replicas' worth: 3 replicas
+    dom = _chromium(tmp_path, "--virtual-time-budget=3000", "--dump-dom", path.as_uri() + f"#volume={volume}")
+    assert dom.returncode == 0 and "<main>" in dom.stdout
+    blocks, routing = _expected(db, run_id, volume)
+    assert blocks["tuned"]["replicas_needed"] == 3
+    cells = _cost_cells(dom.stdout)
+    _assert_cells(cells, blocks, routing)
+    assert f'{volume:,}' in dom.stdout  # the volume shown in the headings follows the input
+    unchanged = _cost_cells(path.read_text())
+    assert unchanged[("replicas", "tuned")] == "1" and unchanged[("monthly", "tuned")] != cells[("monthly", "tuned")]
+
+
+@pytest.mark.slow
+def test_a_gate_bounds_the_always_on_monthly_cost(cost_report):
+    from click.testing import CliRunner
+
+    from evalkit.cli import main
+
+    path, db, run_id = cost_report
+    suite = db.parent / "suite.yaml"
+    tight = db.parent / "tight.yaml"
+    tight.write_text(suite.read_text().replace("{metric: monthly_cost_usd, max: 100000}",
+                                               "{metric: monthly_cost_usd, max: 500}"))
+    # one always-on $1/h replica is $730 a month: over a $500 budget, whatever the per-request GPU time says
+    result = CliRunner().invoke(main, ["gate", str(tight), "--run", run_id, "--db", str(db), "--json"])
+    assert result.exit_code == 1, result.output
+    gates = {g["metric"]: g for g in json.loads(result.stdout)["gates"]}
+    assert gates["monthly_cost_usd"]["verdict"] == "fail" and gates["monthly_cost_usd"]["candidate"] >= 730
+    ok = CliRunner().invoke(main, ["gate", str(suite), "--run", run_id, "--db", str(db)])
+    assert ok.exit_code == 0, ok.output

@@ -112,11 +112,29 @@ def test_route_cli_json_and_bad_signal(tmp_path):
     assert json.loads(result.stdout)["format"] == "evalkit.route/1"
     table = CliRunner().invoke(main, ["route", "r", "--small", "tuned", "--large", "frontier", "--db", str(db)])
     assert "oracle routing: accuracy 0.900 escalating 20.0%" in table.stdout
+    unknown = CliRunner().invoke(main, ["route", "r", "--small", "tuned", "--large", "frontier", "--db", str(db),
+                                        "--gpu-usd-per-hour", "2.5", "--json"])
+    # no throughput was measured in this constructed run (no wall time) and none is stated: no replicas, no guess
+    assert json.loads(unknown.stdout)["self_hosting"]["break_even_calls_per_day"] is None
+    assert "no throughput" in json.loads(unknown.stdout)["self_hosting"]["note"]
     hosted = CliRunner().invoke(main, ["route", "r", "--small", "tuned", "--large", "frontier", "--db", str(db),
-                                       "--gpu-usd-per-hour", "2.5", "--json"])
-    hosting = json.loads(hosted.stdout)["self_hosting"]
-    # frontier costs $0.005 a call: one $2.5/h GPU (1,825 $/month) pays off above 12,167 calls a day
+                                       "--gpu-usd-per-hour", "2.5", "--requests-per-second", "5", "--json",
+                                       "--volume", "1000000"])
+    route = json.loads(hosted.stdout)
+    hosting = route["self_hosting"]
+    # frontier costs $0.005 a call: one $2.5/h replica (1,825 $/month) pays off above 12,167 calls a day
     assert hosting["break_even_calls_per_day"] == pytest.approx(2.5 * 730 / 30 / 0.005)
+    # 1M calls/day is 11.6 requests/s: 3 replicas at 5 requests/s each, always on
+    assert hosting["replicas_needed"] == 3 and hosting["throughput_source"] == "stated"
+    assert hosting["monthly_cost_usd"] == pytest.approx(3 * 2.5 * 730)
+    assert route["small_only"]["monthly_cost_usd"] == pytest.approx(3 * 2.5 * 730)
+    assert route["large_only"]["monthly_cost_usd"] == pytest.approx(0.005 * 1_000_000 * 30)  # the API alone
+    cascade = {round(p["share_escalated"], 6): p for p in route["policies"]["cascade"]}
+    router = {round(p["share_escalated"], 6): p for p in route["policies"]["router"]}
+    # cascade at 20%: 3 always-on replicas for every request + the API for the escalated fifth
+    assert cascade[0.2]["monthly_cost_usd"] == pytest.approx(3 * 1825 + 0.2 * 0.005 * 1_000_000 * 30)
+    # router-first at 20%: 800k/day on the replicas (9.3 requests/s: 2 replicas) + the API for 200k/day
+    assert router[0.2]["monthly_cost_usd"] == pytest.approx(2 * 1825 + 0.2 * 0.005 * 1_000_000 * 30)
     bad = CliRunner().invoke(main, ["route", "r", "--small", "frontier", "--large", "tuned", "--db", str(db),
                                     "--signal", "gpt9"])
     assert bad.exit_code == 2 and "no model 'gpt9'" in bad.stderr

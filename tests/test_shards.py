@@ -10,7 +10,9 @@ from evalkit.errors import ConfigError
 from evalkit.store import Store
 
 # Timings and the GPU-hour cost (from measured wall time) differ between runs; everything else must not.
-TIMED = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95")
+TIMED = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95",
+         # per second of wall time (a merged run's wall time is the parts' replica-seconds), and what depends on it
+         "throughput_rps", "output_tokens_per_s", "replicas_needed", "break_even_requests_per_day")
 
 
 def _rows(n: int) -> list[dict[str, str]]:

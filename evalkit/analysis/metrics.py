@@ -31,6 +31,7 @@ from evalkit.analysis.bootstrap import (
     seeded_rng,
     tail_mean,
 )
+from evalkit.analysis.capacity import stored_cost_values, throughput
 
 if TYPE_CHECKING:
     from evalkit.store.db import Store
@@ -76,6 +77,13 @@ _INFO = [
     MetricInfo("cost_usd", False, "total cost of the rows that have one (USD)"),
     MetricInfo("cost_per_1k", False, "cost per 1,000 rows (USD), mean over priced rows × 1000"),
     MetricInfo("n_score_errors", False, "rows where a custom scorer or check raised"),
+    MetricInfo("throughput_rps", True, "successful requested (not cached) rows per second of the model's wall time"),
+    MetricInfo("output_tokens_per_s", True, "completion tokens of those rows per second of wall time"),
+    MetricInfo("monthly_cost_usd", False, "monthly cost at run.volume_per_day: always-on replicas when "
+               "self-hosted, per call for APIs (USD)"),
+    MetricInfo("replicas_needed", False, "self-hosted replicas that volume needs (at least cost.min_replicas)"),
+    MetricInfo("break_even_requests_per_day", False, "lowest daily volume at which self-hosting costs no more "
+               "than the baseline's API (null: never, or not self-hosted)"),
 ]
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _INFO}
 
@@ -222,17 +230,28 @@ def confident_threshold(config: dict[str, Any] | None) -> float:
 
 
 METRIC_COLUMNS = ("model", "status", "correct", "quality", "schema_valid", "feasible", "confidence", "latency_ms",
-                  "ttft_ms", "prompt_tokens", "completion_tokens", "cost_usd", "score_error")
+                  "ttft_ms", "prompt_tokens", "completion_tokens", "cost_usd", "score_error", "cache_hit")
 
 
 def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int = 1000) -> list[dict[str, Any]]:
     """Compute every model's metrics from the stored rows and replace the run's metric rows."""
     frame: pd.DataFrame = store.results_frame(run_id, METRIC_COLUMNS)
     threshold = confident_threshold(_config(store, run_id))
-    rows: list[dict[str, Any]] = []
+    walls = {m["model"]: m["wall_s"] for m in store.run_models(run_id)}
+    per_model: dict[str, dict[str, MetricValue]] = {}
     for model, group in frame.groupby("model", sort=True):
-        for name, mv in model_metrics(group, str(model), seed, resamples, threshold).items():
-            rows.append({"run_id": run_id, "model": str(model), "metric": name, "value": mv.value,
+        out = per_model[str(model)] = model_metrics(group, str(model), seed, resamples, threshold)
+        rps, tokens_per_s = throughput(group, walls.get(str(model)))
+        n_called = int(((group["status"] == "ok") & ~group["cache_hit"].fillna(False).astype(bool)).sum())
+        out["throughput_rps"] = MetricValue(rps, n=n_called)
+        out["output_tokens_per_s"] = MetricValue(tokens_per_s, n=n_called)
+    costs = stored_cost_values(store, run_id, {m: {k: v.value for k, v in mv.items()} for m, mv in per_model.items()})
+    rows: list[dict[str, Any]] = []
+    for model, metrics in per_model.items():
+        for name, value in costs.get(model, {}).items():
+            metrics[name] = MetricValue(value, n=metrics["n"].n)
+        for name, mv in metrics.items():
+            rows.append({"run_id": run_id, "model": model, "metric": name, "value": mv.value,
                          "ci_low": mv.ci_low, "ci_high": mv.ci_high, "n": mv.n})
     store.replace_metrics(run_id, rows)
     return rows

@@ -17,15 +17,15 @@ both directions, so the recommendation is not fitted to the samples it is judged
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from evalkit.analysis.bootstrap import paired_bootstrap, tail_mean
-from evalkit.analysis.costs import HOURS_PER_MONTH, break_even_calls_per_day, monthly_cost
+from evalkit.analysis.capacity import CostInputs, js_params, model_cost, policy_monthly, stored_inputs
+from evalkit.analysis.costs import HOURS_PER_MONTH
 from evalkit.analysis.paired import Pairing, Side, flags, pair
 from evalkit.errors import ConfigError
 from evalkit.store.db import now
@@ -195,32 +195,45 @@ def recommend(d: RoutingData, style: str, max_drop: float, seed: int = 0, resamp
     return folds
 
 
-def self_hosting(store: Any, run_id: str, small: str, large_cost_per_1k: float | None,
-                 gpu_usd_per_hour: float | None = None, monthly_usd: float | None = None) -> dict[str, Any]:
-    """When does serving the small model on an always-on GPU beat paying the large model's API per call?
-
-    The GPU price comes from the argument, else the small model's suite ``cost.gpu_usd_per_hour``; a
-    fixed ``monthly_usd`` (e.g. a reserved instance) replaces it.
-    """
-    if gpu_usd_per_hour is None and monthly_usd is None:
-        config = store.model_config(run_id, small)
-        cost = (json.loads(config) if config else {}).get("cost") or {}
-        gpu_usd_per_hour = cost.get("gpu_usd_per_hour")
+def deployment_inputs(store: Any, run_id: str, d: RoutingData, small: str, large: str,
+                      gpu_usd_per_hour: float | None = None, monthly_usd: float | None = None,
+                      requests_per_second: float | None = None) -> tuple[CostInputs, CostInputs]:
+    """The cost inputs of both sides: suite cost blocks and measured throughput from the stored run, the per-call
+    price from the paired rows (as the policies' cost per 1k). ``gpu_usd_per_hour`` or a fixed per-replica
+    ``monthly_usd`` (e.g. a reserved instance) overrides the small model's GPU price (it is then self-hosted),
+    ``requests_per_second`` its per-replica throughput."""
+    stored = stored_inputs(store, run_id)
+    sides = [replace(stored.get(name, CostInputs()), cost_per_call=None if costs is None else float(costs.mean()))
+             for name, costs in ((small, d.cost_s), (large, d.cost_l))]
     if monthly_usd is not None:
         gpu_usd_per_hour = monthly_usd / HOURS_PER_MONTH
-    if gpu_usd_per_hour is None or not large_cost_per_1k:
-        return {"break_even_calls_per_day": None,
-                "note": "needs a GPU price (--gpu-usd-per-hour, --gpu-monthly-usd or the suite's cost block) and a "
-                        "priced large model"}
-    per_call = large_cost_per_1k / 1000
-    return {"gpu_usd_per_hour": gpu_usd_per_hour, "self_hosted_monthly_usd": gpu_usd_per_hour * HOURS_PER_MONTH,
-            "api_cost_per_call": per_call, "break_even_calls_per_day": break_even_calls_per_day(per_call, gpu_usd_per_hour)}
+    if gpu_usd_per_hour is not None:
+        sides[0] = replace(sides[0], gpu_usd_per_hour=gpu_usd_per_hour)
+    if requests_per_second is not None:
+        sides[0] = replace(sides[0], requests_per_second=requests_per_second)
+    return sides[0], sides[1]
+
+
+def self_hosting(small_inputs: CostInputs, large_inputs: CostInputs, volume_per_day: float,
+                 large: str = "large") -> dict[str, Any]:
+    """When does serving the small model on always-on replicas beat paying the large model's API per call?
+
+    The small model's ``cost`` block at the volume (:func:`evalkit.analysis.capacity.model_cost`) against the
+    large model as the baseline: replicas, their throughput's source, monthly cost and the exact break-even.
+    """
+    if not small_inputs.self_hosted:
+        return {"break_even_calls_per_day": None, "break_even_requests_per_day": None,
+                "note": "needs a GPU price (--gpu-usd-per-hour, --gpu-monthly-usd or the suite's cost block)"}
+    block = model_cost(small_inputs, volume_per_day, large_inputs, large)
+    return {**block, "break_even_calls_per_day": block["break_even_requests_per_day"],
+            "self_hosted_monthly_usd": block["monthly_cost_usd"], "api_cost_per_call": large_inputs.cost_per_call,
+            "note": block["note"] or block["break_even_note"]}
 
 
 def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str | None = None,
             max_drop: float = 0.01, volume_per_day: float = 100_000, seed: int = 0,
             resamples: int = 2000, gpu_usd_per_hour: float | None = None,
-            gpu_monthly_usd: float | None = None) -> dict[str, Any]:
+            gpu_monthly_usd: float | None = None, requests_per_second: float | None = None) -> dict[str, Any]:
     """Sweep every threshold in both styles, mark the Pareto set, recommend out of sample, store it all."""
     pairing = pair(store, Side(run_id, small), Side(run_id, large))
     signal = None
@@ -239,18 +252,25 @@ def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str |
         "format": "evalkit.route/1", "run_id": run_id, "small": small, "large": large, "signal": signal_name,
         "n_pairs": int(len(d.sample_ids)), "volume_per_day": volume_per_day, "max_drop": max_drop,
         "small_only": asdict(evaluate_policy(d, -np.inf, "cascade")),
-        "large_only": asdict(evaluate_policy(d, np.inf, "router")), "oracle": oracle(d),
-        "policies": {s: [asdict(p) for p in ps] for s, ps in policies.items()},
+        "large_only": asdict(evaluate_policy(d, np.inf, "router")), "oracle": oracle(d),  # the large model alone
+        "policies": {s: [asdict(p) for p in ps] for s, ps in policies.items()},  # monthly_cost_usd added below
         "recommendation": {s: recommend(d, s, max_drop, seed, resamples) for s in STYLES},
     }
-    result["self_hosting"] = self_hosting(store, run_id, small, result["large_only"]["cost_per_1k"],
-                                          gpu_usd_per_hour, gpu_monthly_usd)
+    small_inputs, large_inputs = deployment_inputs(store, run_id, d, small, large, gpu_usd_per_hour, gpu_monthly_usd,
+                                                   requests_per_second)
+    result["self_hosting"] = self_hosting(small_inputs, large_inputs, volume_per_day, large)
+    result["cost_params"] = {"small": js_params(small_inputs), "large": js_params(large_inputs)}
+    result["small_only"]["monthly_cost_usd"] = policy_monthly("cascade", 0.0, small_inputs, large_inputs, volume_per_day)
+    result["large_only"]["monthly_cost_usd"] = policy_monthly("router", 1.0, small_inputs, large_inputs, volume_per_day)
+    for listed in result["policies"].values():
+        for p in listed:
+            p["monthly_cost_usd"] = policy_monthly(p["style"], p["share_escalated"], small_inputs, large_inputs,
+                                                   volume_per_day)
     created = now()
     rows = []
-    for ps in policies.values():
-        for p in ps:
-            rows.append({**asdict(p), "run_id": run_id, "small": small, "large": large, "signal": signal_name,
-                         "monthly_cost_usd": monthly_cost(p.cost_per_1k, volume_per_day),
+    for listed in result["policies"].values():
+        for p in listed:
+            rows.append({**p, "run_id": run_id, "small": small, "large": large, "signal": signal_name,
                          "volume_per_day": volume_per_day, "created_at": created})
     recommendations = [{"style": style, "max_drop": max_drop, "fold": fold["fold"], "detail": fold, "created_at": created}
                        for style, folds in result["recommendation"].items() for fold in folds]

@@ -8,16 +8,25 @@ Format ``evalkit.show/1``::
              "evalkit_version"},
      "models": {NAME: {"provider", "model_ref", "status", "error",
                        "metrics": {METRIC: {"value", "ci_low", "ci_high", "n",
-                                            "higher_is_better"}}}}}
+                                            "higher_is_better"}},
+                       "cost": {"basis": "always-on" | "per-call", "volume_per_day",
+                                "monthly_cost_usd", "replicas_needed", "min_replicas",
+                                "requests_per_second", "throughput_source", "gpu_usd_per_hour",
+                                "cost_per_call", "baseline", "break_even_requests_per_day",
+                                "break_even_stays_cheaper_from", "break_even_note", "note"}}}}
 
 Metric names are listed in :data:`evalkit.analysis.metrics.METRICS`; a metric that does not apply (e.g.
-``feasible_rate`` without feasibility checks) has ``value: null``.
+``feasible_rate`` without feasibility checks) has ``value: null``. ``cost`` is the cost model at the suite's
+``run.volume_per_day`` (:func:`evalkit.analysis.capacity.model_cost`): ``throughput_source`` says where the
+replicas' requests/s come from ("stated", "goodput at SLO", "measured closed-loop throughput");
+``break_even_note`` says why the break-even is null ("never: ...") or where the API is cheaper again.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from evalkit.analysis.capacity import stored_costs
 from evalkit.analysis.metrics import METRICS
 from evalkit.store.db import Store
 
@@ -41,6 +50,8 @@ def run_payload(store: Store, run_id: str) -> dict[str, Any]:
         entry["metrics"][row["metric"]] = {
             "value": row["value"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": row["n"],
             "higher_is_better": info.higher_is_better if info else None}
+    for name, block in stored_costs(store, run_id).items():
+        models.setdefault(name, {"metrics": {}})["cost"] = block
     return {"format": SHOW_FORMAT, "run": run_info, "models": models}
 
 

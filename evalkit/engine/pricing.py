@@ -1,9 +1,13 @@
-"""What one call costs: suite prices, LiteLLM's price table, or self-hosted GPU time.
+"""What one call costs (the ``cost_usd`` column): suite prices, LiteLLM's price table, or self-hosted GPU time.
 
 Order: token prices in the suite's ``cost`` block; then ``gpu_usd_per_hour`` with a stated
 throughput (per request: $/h ÷ 3600 ÷ requests/s), or, without one, the throughput measured in the
 run (filled in when the model finishes, see :func:`measured_gpu_cost_per_row`); then, for LiteLLM
 models, LiteLLM's bundled price table. A model with no known price gets NULL, never a guess.
+
+For a self-hosted model ``cost_usd`` is the GPU time a request used — a per-call figure only (routing's
+cost per 1k). Its monthly cost is never this × volume: it is the always-on replicas' cost
+(:mod:`evalkit.analysis.costs`, metric ``monthly_cost_usd``).
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ def call_cost(spec: LiteLLMModel | VLLMModel, completion: Completion) -> float |
 
 
 def measured_gpu_cost_per_row(spec: LiteLLMModel | VLLMModel, wall_s: float, rows: int) -> float | None:
-    """Self-hosted cost per request from GPU $/h and the run's own measured throughput."""
+    """Self-hosted GPU time per request (the ``cost_usd`` column, not a monthly projection) from GPU $/h and the
+    run's own measured throughput."""
     cost = spec.cost
     if cost is None or cost.gpu_usd_per_hour is None or cost.requests_per_second or rows <= 0:
         return None
@@ -78,10 +83,11 @@ def describe(spec: LiteLLMModel | VLLMModel) -> dict[str, Any]:
     """How this model's cost is computed, for provenance."""
     cost = spec.cost
     if cost is not None and (cost.input_per_mtok is not None or cost.output_per_mtok is not None):
-        return {"source": "suite token prices", **cost.model_dump(exclude_none=True)}
+        return {"source": "suite token prices", **cost.model_dump(exclude_none=True, exclude={"min_replicas"})}
     if cost is not None and cost.gpu_usd_per_hour is not None:
         how = "stated throughput" if cost.requests_per_second else "throughput measured in the run"
-        return {"source": f"GPU hour, {how}", **cost.model_dump(exclude_none=True)}
+        return {"source": f"GPU hour: cost_usd is GPU time per request at the {how}; monthly cost is "
+                          "always-on replicas × $/h × 730", **cost.model_dump(exclude_none=True)}
     if isinstance(spec, LiteLLMModel):
         return {"source": "LiteLLM price table"}
     return {"source": "none (set models.<name>.cost)"}

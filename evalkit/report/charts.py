@@ -149,6 +149,7 @@ def routing(policies: list[dict[str, Any]], marks: list[dict[str, Any]]) -> Mark
         if m["cost"] is None:
             continue
         x, y = _sx(m["cost"], c_lo, c_hi), _sy(m["accuracy"], a_lo, a_hi)
-        parts.append(f'<rect x="{x - 5:.1f}" y="{y - 5:.1f}" width="10" height="10" fill="{PALETTE[(i + 1) % len(PALETTE)]}"/>'
+        parts.append(f'<rect x="{x - 5:.1f}" y="{y - 5:.1f}" width="10" height="10" fill="{PALETTE[(i + 1) % len(PALETTE)]}">'
+                     f'<title>{escape(m["label"])}: ${m["cost"]:.6f} per 1k, accuracy {m["accuracy"]:.3f}</title></rect>'
                      f'<text x="{x + 8:.1f}" y="{y + 4 + (i % 2) * 10:.1f}" class="legend">{escape(m["label"])}</text>')
     return _svg(parts, "routing policies: accuracy against cost", [("Pareto-optimal thresholds", "#2563eb")])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from evalkit.analysis.costs import DAYS_PER_MONTH, monthly_cost
+from evalkit.analysis.capacity import projection
 from evalkit.analysis.coverage import coverage_warnings
 from evalkit.errors import ConfigError
 from evalkit.report import charts
+from evalkit.report.costs import cost_section, routing_costs
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
 from evalkit.store.db import Store
 
@@ -19,7 +20,9 @@ SCORECARD = [  # (metric, label, kind)
     ("tail5_brier", "Worst-5% Brier", "score"), ("confident_error_rate", "Confident errors", "rate"),
     ("latency_ms_p50", "Latency p50", "ms"), ("latency_ms_p95", "Latency p95", "ms"),
     ("latency_ms_p99", "Latency p99", "ms"), ("ttft_ms_p50", "Time to first token p50", "ms"),
-    ("error_rate", "Error rate", "rate"), ("cost_per_1k", "Cost per 1k requests", "usd"),
+    ("error_rate", "Error rate", "rate"), ("throughput_rps", "Throughput (requests/s of wall time)", "per_s"),
+    ("output_tokens_per_s", "Output tokens/s", "per_s"),
+    ("cost_per_1k", "Cost per 1k requests (per call; self-hosted: GPU time)", "usd"),
 ]
 MAX_EXAMPLES = 200
 MAX_WORST = 60
@@ -45,7 +48,7 @@ def _pick_sides(config: dict[str, Any], models: list[str], baseline: str | None,
 
 
 def collect(store: Store, run_id: str, baseline: str | None = None, candidate: str | None = None,
-            volume_per_day: int = 100_000, resamples: int = 2000) -> dict[str, Any]:
+            volume_per_day: float | None = None, resamples: int = 2000) -> dict[str, Any]:
     """The report's context: run, provenance, scorecards, charts, verdict, regressions, gallery."""
     from evalkit.analysis.gates import evaluate
     from evalkit.analysis.paired import Side, pair
@@ -61,6 +64,8 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
     for row in store.metrics(run_id):
         metrics.setdefault(row["model"], {})[row["metric"]] = row
     baseline, candidate = _pick_sides(config, names, baseline, candidate)
+    if volume_per_day is None:
+        volume_per_day = projection(config)[0]  # the suite's run.volume_per_day
 
     frame = store.report_frame(run_id)
     models = []
@@ -69,13 +74,11 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         has = rows["confidence"].notna()
         ok = rows["status"] == "ok"
         worst, n_worst = worst_entries(rows, frame[frame["model"] != m["model"]], MAX_WORST, _clip)
-        cost = metrics[m["model"]].get("cost_per_1k", {}).get("value")
         models.append({
             "name": m["model"], "provider": m["provider"], "model_ref": m["model_ref"], "status": m["status"],
             "error": m["error"], "color": colors[m["model"]], "metrics": metrics[m["model"]],
             "config": json.dumps(json.loads(m["config"]) if m["config"] else {}, indent=2),
             "adapter": json.dumps(json.loads(m["adapter"]), indent=2) if m["adapter"] else None,
-            "monthly_cost": monthly_cost(cost, volume_per_day),
             "reliability": charts.reliability(m["model"], colors[m["model"]],
                                               rows.loc[has, "confidence"].to_numpy(float),
                                               rows.loc[has, "correct"].astype(float).to_numpy()),
@@ -105,11 +108,11 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         comparison["regressions"] = comparison["regressions"][:MAX_EXAMPLES]
         comparison["has_rules"] = bool(rules)
     packages = json.loads(run["packages"]) if run.get("packages") else {}
-    routing = _routing(store, run_id)
+    routing = _routing(store, run_id, volume_per_day)
     return {
         "run": run, "packages": packages, "models": models, "scorecard": SCORECARD, "baseline": baseline,
         "candidate": candidate, "comparison": comparison, "volume_per_day": volume_per_day,
-        "days_per_month": DAYS_PER_MONTH,
+        "costs": cost_section(store, run_id, volume_per_day, baseline),
         "latency_chart": lat_chart, "cost_chart": charts.cost_quality(cq_points, colors),
         "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
         "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
@@ -129,20 +132,24 @@ def add_counts_and_watch(comparison: dict[str, Any], store: Store, pairing: Any,
                                      int((config.get("run") or {}).get("seed", 0)), resamples)
 
 
-def _routing(store: Store, run_id: str) -> dict[str, Any] | None:
+def _routing(store: Store, run_id: str, volume_per_day: float) -> dict[str, Any] | None:
     """The newest stored routing analysis of this run (``evalkit route``), cascade style, if any."""
     latest = store.latest_routing(run_id, "cascade")
-    if latest is None:
+    router = store.latest_routing(run_id, "router")
+    if latest is None or router is None:
         return None
     key, policies, folds = latest
     small, large, signal = key["small"], key["large"], key["signal"]
-    ends = {"small": policies[0], "large": policies[-1]}
+    # the large model alone is router-first escalating everything (a cascade that escalates everything still
+    # runs the small model on every request)
+    ends = {"small": policies[0], "large": router[1][-1]}
     marks = [{"label": f"{small} only", "cost": ends["small"]["cost_per_1k"], "accuracy": ends["small"]["accuracy"]},
              {"label": f"{large} only", "cost": ends["large"]["cost_per_1k"], "accuracy": ends["large"]["accuracy"]}]
     for f in folds:
         if f.get("threshold") is not None:
             marks.append({"label": f"recommended ({f['fold']}, held out)", "cost": f["cost_per_1k_test"],
                           "accuracy": f["accuracy_test"]})
+    pareto = [p for p in policies if p["pareto"]]
     return {"small": small, "large": large, "signal": signal, "chart": charts.routing(policies, marks),
-            "pareto": [p for p in policies if p["pareto"]], "folds": folds,
-            "volume_per_day": policies[0]["volume_per_day"]}
+            "pareto": pareto, "folds": folds, "volume_per_day": volume_per_day,
+            **routing_costs(store, run_id, small, large, pareto, volume_per_day)}

@@ -24,6 +24,8 @@ def _fmt(value: Any, kind: str) -> str:
         return f"{value:,.0f} ms"
     if kind == "usd":
         return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+    if kind == "per_s":
+        return f"{value:,.2f}/s"
     return f"{value:.3f}"
 
 

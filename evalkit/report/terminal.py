@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from evalkit.analysis.costs import monthly_cost
 from evalkit.analysis.metrics import METRICS
 
 
@@ -30,7 +29,7 @@ def render_route(r: dict[str, Any]) -> str:
     for p in r["policies"]["cascade"]:
         if not p["pareto"]:
             continue
-        monthly = monthly_cost(p["cost_per_1k"], r["volume_per_day"])
+        monthly = p.get("monthly_cost_usd")
         table.add_row(f"{p['threshold']:.4g}", f"{p['share_escalated']:.1%}", f"{p['accuracy']:.3f}",
                       f"{p['tail5']:.3f}", _usd(p["cost_per_1k"]), "—" if monthly is None else f"${monthly:,.0f}",
                       "—" if p["latency_ms_p50"] is None else f"{p['latency_ms_p50']:.0f}",
@@ -49,13 +48,14 @@ def render_route(r: dict[str, Any]) -> str:
                           f"[{f['delta_ci_low']:+.3f}, {f['delta_ci_high']:+.3f}]), escalating "
                           f"{f['share_escalated_test']:.1%}, cost/1k {_usd(f['cost_per_1k_test'])}, target "
                           f"{'met' if f['meets_target_test'] else 'missed'} (max drop {r['max_drop']})")
+    large_alone = r["large_only"].get("monthly_cost_usd")
+    small_alone = r["small_only"].get("monthly_cost_usd")
+    console.print(f"monthly at {r['volume_per_day']:,.0f} requests/day: {r['small']} alone "
+                  f"{'—' if small_alone is None else f'${small_alone:,.0f}'}, {r['large']} alone "
+                  f"{'—' if large_alone is None else f'${large_alone:,.0f}'}")
     hosting = r["self_hosting"]
-    if hosting["break_even_calls_per_day"] is None:
-        console.print(f"break-even volume: — ({hosting['note']})")
-    else:
-        console.print(f"self-hosting {r['small']} on one always-on GPU (${hosting['self_hosted_monthly_usd']:,.0f}/month) "
-                      f"beats {r['large']}'s API (${hosting['api_cost_per_call']:.5f}/call) above "
-                      f"{hosting['break_even_calls_per_day']:,.0f} calls/day")
+    line = cost_line(r["small"], hosting) if hosting.get("basis") == "always-on" else None
+    console.print(line or f"break-even volume: — ({hosting['note']})")
     return buffer.getvalue().rstrip()
 
 
@@ -67,7 +67,12 @@ def _fmt(metric: str, v: dict[str, Any] | None) -> str:
         text = f"{value:,.0f} ms"
     elif metric.startswith("cost"):
         text = f"${value:,.4f}"
-    elif metric in ("n", "n_errors", "n_score_errors", "prompt_tokens", "completion_tokens"):
+    elif metric in ("monthly_cost_usd",):
+        text = f"${value:,.2f}"
+    elif metric in ("throughput_rps", "output_tokens_per_s"):
+        text = f"{value:,.2f}/s"
+    elif metric in ("n", "n_errors", "n_score_errors", "prompt_tokens", "completion_tokens", "replicas_needed",
+                    "break_even_requests_per_day"):
         text = f"{value:,.0f}"
     elif metric.endswith("_mean") and "tokens" in metric:
         text = f"{value:,.1f}"
@@ -96,5 +101,29 @@ def render_table(payload: dict[str, Any]) -> str:
             continue
         table.add_row(metric, *cells)
     buffer = io.StringIO()
-    Console(file=buffer, width=160, color_system=None).print(table)
+    console = Console(file=buffer, width=160, color_system=None, markup=False, highlight=False)
+    console.print(table)
+    for name in names:
+        line = cost_line(name, payload["models"][name].get("cost"))
+        if line:
+            console.print(line)
     return buffer.getvalue().rstrip()
+
+
+def cost_line(name: str, c: dict[str, Any] | None) -> str | None:
+    """One sentence on a self-hosted model's always-on cost: replicas, their throughput's source, break-even."""
+    if not c or c.get("basis") != "always-on":
+        return None
+    volume = f"{c['volume_per_day']:,.0f} requests/day"
+    if c["monthly_cost_usd"] is None:
+        return f"{name}: always-on cost at {volume} unknown ({c['note']})"
+    text = (f"{name}: always-on at {volume}: {c['replicas_needed']} replica(s) × ${c['gpu_usd_per_hour']:,.2f}/h "
+            f"= ${c['monthly_cost_usd']:,.2f}/month (min {c['min_replicas']}; {c['requests_per_second']:,.2f} "
+            f"requests/s per replica, {c['throughput_source']})")
+    if c["break_even_requests_per_day"] is not None:
+        text += (f"; break-even against {c['baseline']}: {c['break_even_requests_per_day']:,.0f} requests/day"
+                 + ("" if c["break_even_stays_cheaper_from"] == c["break_even_requests_per_day"]
+                    else f" ({c['break_even_note']})"))
+    else:
+        text += f"; break-even: {c['break_even_note']}"
+    return text
