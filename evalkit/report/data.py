@@ -10,6 +10,7 @@ import numpy as np
 from evalkit.analysis.costs import DAYS_PER_MONTH, monthly_cost
 from evalkit.errors import ConfigError
 from evalkit.report import charts
+from evalkit.report.load import load_curves
 from evalkit.store.db import Store
 
 SCORECARD = [  # (metric, label, kind)
@@ -113,6 +114,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "days_per_month": DAYS_PER_MONTH,
         "latency_chart": lat_chart, "cost_chart": charts.cost_quality(cq_points, colors),
         "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
+        "load_curves": load_curves(store, run["suite_name"], names, colors),
     }
 
 
