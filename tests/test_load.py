@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,6 +43,19 @@ run:
   retries: 0
 {load}
 """
+
+
+def assert_points_equal_documented_sql(store: Store, load_id: str) -> None:
+    """The stored load_points equal docs/metrics.sql's load_points query over load_requests."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "metrics.sql").read_text()
+    sql = text.split("-- name: load_points\n")[1].split("-- name:")[0].replace("$load_id", f"'{load_id}'")
+    stored = {p["rate_per_s"]: p for p in store.load_points(load_id)}
+    recomputed = store.dicts(sql)
+    assert recomputed and {r["rate_per_s"] for r in recomputed} == set(stored)
+    for r in recomputed:
+        for key, value in r.items():
+            want = stored[r["rate_per_s"]][key]
+            assert (value is None and want is None) or value == pytest.approx(want, rel=1e-9, abs=1e-9), key
 
 
 def rows(n: int) -> list[dict[str, str]]:
@@ -114,6 +128,7 @@ def test_in_flight_cap_is_hit_reported_and_stored(make_suite, tmp_path):
         [point] = store.run_load_points(summary.run_id)
         capped = store.sql("SELECT count(*), min(queue_ms) FROM load_requests WHERE load_id = ? AND capped",
                            [point["load_id"]])
+        assert_points_equal_documented_sql(store, point["load_id"])
     assert point["peak_in_flight"] == 2
     assert point["cap_waits"] >= 20 and capped[0][0] == point["cap_waits"]
     assert point["cap_delay_ms_max"] > 800          # the last arrival waited for ~11 answers ahead of it
@@ -158,6 +173,7 @@ def test_sweep_finds_the_goodput_against_a_server_that_slows_with_load(make_suit
         assert store.latest_goodput("paced", "tuned") == (20.0, sweep["load_id"])
         assert store.latest_goodput("paced", "other") is None
         assert store.sql("SELECT count(*) FROM load_requests WHERE load_id = ?", [sweep["load_id"]])[0][0] == 60
+        assert_points_equal_documented_sql(store, sweep["load_id"])
 
 
 @pytest.mark.slow
