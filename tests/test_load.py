@@ -123,9 +123,12 @@ def test_in_flight_cap_is_hit_reported_and_stored(make_suite, tmp_path):
     with DevServer(responder(), latency_ms=100) as server:
         load = "  load: {rate_per_s: 100, arrival: constant, max_in_flight: 2}"
         path = make_suite(suite_text(server.url, load), rows(24))
-        summary = run_suite(load_suite(path), str(tmp_path / "r.duckdb"))
+        result = CliRunner().invoke(main, ["run", str(path), "--db", str(tmp_path / "r.duckdb"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"open loop: tuned @ 100/s: 24 sent, .* \d+ held by the in-flight cap \(max [\d,.]+ ms\)",
+                     result.stderr), result.stderr
     with Store(tmp_path / "r.duckdb", read_only=True) as store:
-        [point] = store.run_load_points(summary.run_id)
+        [point] = store.run_load_points(store.resolve_run_id("latest"))
         capped = store.sql("SELECT count(*), min(queue_ms) FROM load_requests WHERE load_id = ? AND capped",
                            [point["load_id"]])
         assert_points_equal_documented_sql(store, point["load_id"])
