@@ -222,6 +222,7 @@ def test_report_draws_latency_against_rate_with_slo_and_goodput(make_suite, tmp_
         summary = run_suite(load_suite(path), str(db))
         with Store(db) as store:
             before = render_report(store, summary.run_id)
+            assert store.run_load_points(summary.run_id) == []  # a closed-loop run is not paced
         _sweep(path, db)
     with Store(db, read_only=True) as store:
         html = render_report(store, summary.run_id)
