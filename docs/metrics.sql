@@ -137,3 +137,30 @@ SELECT m.model,
             THEN m.min_r * m.gpu * 730 / (30 * b.cost_per_call) END    AS break_even_requests_per_day
 FROM model m CROSS JOIN run LEFT JOIN model b ON b.model = run.baseline
 ORDER BY m.model;
+
+-- name: load_points
+-- open-loop load (`evalkit load`, `run.load`): each asked rate's figures from its requests
+-- (table load_requests; replace $load_id). Latency is measured from the send; e2e adds the queueing
+-- delay (scheduled arrival -> sent) and is what the SLO is judged on. Answers reused from the cache
+-- (status 'cached', runs only) put no load on the server and are left out.
+SELECT
+    rate_per_s,
+    count(*) FILTER (WHERE queue_ms IS NOT NULL AND status <> 'cached')        AS n_sent,
+    count(*) FILTER (WHERE status = 'ok')                                      AS n_ok,
+    count(*) FILTER (WHERE status = 'error')                                   AS n_errors,
+    count(*) FILTER (WHERE status = 'error')
+        / count(*) FILTER (WHERE queue_ms IS NOT NULL AND status <> 'cached')  AS error_rate,
+    quantile_cont(latency_ms, 0.50) FILTER (WHERE status = 'ok')               AS latency_ms_p50,
+    quantile_cont(latency_ms, 0.95) FILTER (WHERE status = 'ok')               AS latency_ms_p95,
+    quantile_cont(latency_ms, 0.99) FILTER (WHERE status = 'ok')               AS latency_ms_p99,
+    quantile_cont(ttft_ms, 0.50) FILTER (WHERE status = 'ok')                  AS ttft_ms_p50,
+    quantile_cont(ttft_ms, 0.99) FILTER (WHERE status = 'ok')                  AS ttft_ms_p99,
+    quantile_cont(queue_ms + latency_ms, 0.99) FILTER (WHERE status = 'ok')    AS e2e_ms_p99,
+    quantile_cont(queue_ms, 0.50)                                              AS queue_ms_p50,
+    quantile_cont(queue_ms, 0.99)                                              AS queue_ms_p99,
+    max(queue_ms)                                                              AS queue_ms_max,
+    count(*) FILTER (WHERE capped)                                             AS cap_waits
+FROM load_requests
+WHERE load_id = $load_id
+GROUP BY rate_per_s
+ORDER BY rate_per_s;

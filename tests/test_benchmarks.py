@@ -35,3 +35,16 @@ def test_store_and_report_scale_smoke(cli_env):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "insert 2,000 result rows" in proc.stdout and "MiB" in proc.stdout
     assert "0 model calls, 50 answers from the cache" in proc.stdout
+
+
+@pytest.mark.slow
+def test_open_loop_smoke(tmp_path, cli_env):
+    out = tmp_path / "open_loop.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "open_loop.py"), "--rates", "20", "--duration-s", "1",
+                           "--clients", "vllm", "--arrivals", "constant", "--goodput-rates", "5,10", "--json", str(out)],
+                          capture_output=True, text=True, env=cli_env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())
+    assert [(p["client"], p["rate_per_s"], p["n_sent"], p["n_errors"]) for p in results["pacing"]] == [("vllm", 20.0, 20, 0)]
+    assert [p["rate_per_s"] for p in results["goodput"]["points"]] == [5.0, 10.0]
+    assert "goodput:" in proc.stdout

@@ -139,9 +139,16 @@ def run_volume(store: Any, run_id: str) -> float:
 def stored_inputs(store: Any, run_id: str, goodput: dict[str, float] | None = None,
                   values: dict[str, dict[str, float | None]] | None = None) -> dict[str, CostInputs]:
     """The cost inputs of a stored run's models. ``values``: their metric values (default: the stored ones);
-    ``goodput``: per model, the highest request rate that met the SLO in a load sweep (callers pass None until
-    ``evalkit load`` results are wired in). Every reader of a stored run's costs (metrics, show, report, route)
-    comes through here: the one place to read the stored goodput when ``goodput`` is None."""
+    ``goodput``: per model, the highest request rate that met the SLO in a load sweep (default: the newest
+    complete ``evalkit load`` sweep of the run's suite and model, ``Store.latest_goodput``). Every reader of a
+    stored run's costs (metrics, show, report, route) comes through here."""
+    if goodput is None:
+        suite_name = str(store.get_run(run_id)["suite_name"])
+        goodput = {}
+        for m in store.run_models(run_id):
+            found = store.latest_goodput(suite_name, m["model"])
+            if found is not None:
+                goodput[m["model"]] = found[0]
     if values is None:
         values = {}
         for row in store.metrics(run_id):

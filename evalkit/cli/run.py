@@ -42,6 +42,12 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
     with Store(db_path, read_only=True) as store:
         payload = run_payload(store, summary.run_id)
         unconfident = coverage_warnings(store, summary.run_id)
+        paced = store.run_load_points(summary.run_id)
+    if paced:  # run.load: the asked and achieved rate, and whether the in-flight cap held arrivals back
+        from evalkit.report.load import render_point
+
+        for point in paced:
+            click.echo("open loop: " + render_point(point["model"], point, None), err=True)
     if as_json:
         click.echo(json.dumps(payload, indent=2))
     else:

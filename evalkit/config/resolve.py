@@ -41,7 +41,9 @@ def model_kind(spec: ModelEntry) -> str:
 
 def effective_concurrency(spec: ModelEntry, run: RunSpec) -> int:
     """Calls of this model in flight at once: the model's ``concurrency``, else the whole set for an
-    in-process engine (it batches), else ``run.concurrency``."""
+    in-process engine (it batches), else ``run.concurrency``; in open loop (``run.load``) its in-flight cap."""
+    if run.load is not None:
+        return run.load.max_in_flight
     if spec.concurrency:
         return spec.concurrency
     if model_kind(spec) == "vllm/inprocess":

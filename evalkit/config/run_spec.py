@@ -1,10 +1,26 @@
-"""The suite's ``run`` section: how the models are called (concurrency, retries, cache, repeats)."""
+"""The suite's ``run`` section: how the models are called (concurrency, retries, cache, repeats, open-loop load)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
 from evalkit.config.model_specs import Strict
+
+DEFAULT_MAX_IN_FLIGHT = 256
+
+
+class LoadSpec(Strict):
+    """Open-loop arrivals: requests are sent at a rate, whatever the completions (``run.load``)."""
+
+    rate_per_s: float = Field(gt=0, le=100_000, description="Requests sent per second per model.")
+    arrival: Literal["poisson", "constant"] = Field(
+        "poisson", description="poisson: exponential gaps between arrivals (seeded); constant: exactly 1/rate apart.")
+    max_in_flight: int = Field(
+        DEFAULT_MAX_IN_FLIGHT, ge=1, le=65_536, description="Safety cap on a model's requests in flight; an "
+        "arrival that finds it full waits (counted and stored as queueing delay).")
+    seed: int = Field(0, description="Seed of the Poisson arrival times.")
 
 
 class RunSpec(Strict):
@@ -24,3 +40,6 @@ class RunSpec(Strict):
     volume_per_day: float = Field(100_000, ge=0, description="Requests per day the cost projection is for: "
                                   "monthly_cost_usd and replicas_needed (what a gate bounds), and the report's "
                                   "and evalkit route's default volume.")
+    load: LoadSpec | None = Field(
+        None, description="Open loop: send each model's requests at rate_per_s (Poisson or constant arrivals) "
+        "instead of keeping `concurrency` in flight.")

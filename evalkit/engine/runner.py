@@ -24,6 +24,8 @@ from evalkit.config.prompts import RenderedSample
 from evalkit.config.provenance import redact
 from evalkit.config.shards import Shard
 from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
+from evalkit.engine.arrivals import OpenLoop, PacingStats
+from evalkit.engine.load import record_run_phase
 from evalkit.engine.pricing import call_cost, describe, measured_gpu_cost_per_row
 from evalkit.engine.progress import NullProgress, Progress
 from evalkit.errors import BackendError, ConfigError, EvalkitError, InterruptedRunError, ModelAbortedError
@@ -57,6 +59,8 @@ class ModelOutcome:
     calls: int = 0
     rows: int = 0
     wall_s: float = 0.0
+    pacing: PacingStats | None = None  # run.load: the open-loop phase (request i is todo[i])
+    paced: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -207,7 +211,13 @@ class SuiteRun:
                     return
                 await work_one(i)
 
-        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, max(1, len(requests))))]
+        async def paced() -> None:  # run.load: open-loop arrivals in place of the pool of workers
+            assert self.suite.run.load is not None
+            outcome.paced = [(r.sample.id, rep) for r, rep, _ in requests]
+            outcome.pacing = await OpenLoop.from_spec(self.suite.run.load).run(len(requests), work_one)
+
+        workers = ([asyncio.create_task(paced())] if self.suite.run.load is not None else
+                   [asyncio.create_task(worker()) for _ in range(min(concurrency, max(1, len(requests))))])
         try:
             await asyncio.gather(*workers)
         except ModelAbortedError as exc:
@@ -268,6 +278,9 @@ class SuiteRun:
             self._record_model(outcome.model, backends[outcome.model], outcome.status, outcome)
             if outcome.status == "complete":
                 self._fill_measured_cost(outcome.model)
+            if outcome.pacing is not None:
+                record_run_phase(self.store, self.run_id, self.p.loaded, outcome.model, backends[outcome.model],
+                                 outcome.pacing, outcome.paced)
         return list(outcomes)
 
 

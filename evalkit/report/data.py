@@ -11,6 +11,7 @@ from evalkit.errors import ConfigError
 from evalkit.report import charts
 from evalkit.report.costs import cost_section, routing_costs
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
+from evalkit.report.load import load_curves
 from evalkit.store.db import Store
 
 SCORECARD = [  # (metric, label, kind)
@@ -116,6 +117,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "latency_chart": lat_chart, "cost_chart": charts.cost_quality(cq_points, colors),
         "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
         "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
+        "load_curves": load_curves(store, run["suite_name"], names, colors),
     }
 
 

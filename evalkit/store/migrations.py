@@ -166,4 +166,69 @@ CREATE TABLE retention_samples (
     PRIMARY KEY (run_id, model, task, doc_id, metric, filter)
 );
 """),
+    (5, "load", """
+CREATE TABLE load_runs (
+    load_id         VARCHAR PRIMARY KEY,
+    kind            VARCHAR NOT NULL,          -- sweep (evalkit load) | run (an evalkit run with run.load)
+    run_id          VARCHAR,                   -- kind run: the evalkit run whose requests were paced
+    suite_name      VARCHAR NOT NULL,
+    suite_hash      VARCHAR,
+    model           VARCHAR NOT NULL,          -- the suite's name for the model
+    model_ref       VARCHAR,                   -- what was called
+    identity        JSON,                      -- the model's identity (endpoint, adapter, params)
+    arrival         VARCHAR NOT NULL,          -- poisson | constant
+    seed            INTEGER,
+    max_in_flight   INTEGER NOT NULL,          -- the safety cap on requests in flight
+    slo_p99_ms      DOUBLE,                    -- kind sweep: the SLO on p99 (from scheduled arrival)
+    max_error_rate  DOUBLE,
+    goodput_rps     DOUBLE,                    -- highest asked rate meeting the SLO, every lower rate meeting it too
+    status          VARCHAR NOT NULL,          -- running | complete | interrupted | failed
+    config          JSON,                      -- rates, requests or duration per rate, warm-up, argv, host
+    created_at      TIMESTAMP NOT NULL,
+    finished_at     TIMESTAMP
+);
+CREATE TABLE load_points (
+    load_id         VARCHAR NOT NULL,
+    rate_per_s      DOUBLE NOT NULL,           -- the asked arrival rate
+    n_sent          INTEGER NOT NULL,
+    n_ok            INTEGER NOT NULL,
+    n_errors        INTEGER NOT NULL,
+    n_cached        INTEGER NOT NULL,          -- kind run: answers reused from the cache (no call, not in the figures)
+    error_rate      DOUBLE,                    -- n_errors / n_sent
+    duration_s      DOUBLE,                    -- first scheduled arrival -> last completion
+    achieved_rps    DOUBLE,                    -- n_ok / duration_s
+    send_rate_rps   DOUBLE,                    -- (n_sent - 1) / (last send - first send)
+    latency_ms_p50  DOUBLE,                    -- successful requests, measured from the send
+    latency_ms_p95  DOUBLE,
+    latency_ms_p99  DOUBLE,
+    ttft_ms_p50     DOUBLE,                    -- streaming models only
+    ttft_ms_p99     DOUBLE,
+    e2e_ms_p99      DOUBLE,                    -- queueing delay + latency: scheduled arrival -> answer
+    queue_ms_p50    DOUBLE,                    -- scheduled arrival -> sent
+    queue_ms_p99    DOUBLE,
+    queue_ms_max    DOUBLE,
+    cap_waits       INTEGER NOT NULL,          -- arrivals that found max_in_flight in flight and waited
+    cap_delay_ms_mean DOUBLE,                  -- their mean and longest wait
+    cap_delay_ms_max DOUBLE,
+    peak_in_flight  INTEGER,
+    meets_slo       BOOLEAN,                   -- e2e_ms_p99 <= slo_p99_ms and error_rate <= max_error_rate
+    created_at      TIMESTAMP NOT NULL,
+    PRIMARY KEY (load_id, rate_per_s)
+);
+CREATE TABLE load_requests (
+    load_id         VARCHAR NOT NULL,
+    rate_per_s      DOUBLE NOT NULL,
+    seq             INTEGER NOT NULL,          -- arrival order within the rate
+    sample_id       VARCHAR NOT NULL,          -- the sample asked (samples cycle when a rate needs more)
+    repeat          INTEGER NOT NULL,          -- kind run: the result row's repeat; sweep: the cycle
+    scheduled_ms    DOUBLE NOT NULL,           -- scheduled arrival, from the rate's start
+    queue_ms        DOUBLE,                    -- scheduled arrival -> sent (NULL: never sent)
+    capped          BOOLEAN NOT NULL,          -- waited for the in-flight cap
+    latency_ms      DOUBLE,                    -- sweep: from the send (kind run: in results)
+    ttft_ms         DOUBLE,
+    status          VARCHAR,                   -- ok | error | cached | NULL (never sent)
+    error_kind      VARCHAR,
+    PRIMARY KEY (load_id, rate_per_s, seq)
+);
+"""),
 ]

@@ -23,8 +23,8 @@ async def _serve(args: argparse.Namespace) -> None:
         responder = RuleResponder.from_dict(data)
         faults = FaultPlan(data.get("faults") or ())
     server = DevServer(responder, models=args.model or None, latency_ms=args.latency_ms, ttft_ms=args.ttft_ms,
-                       itl_ms=args.itl_ms, chunk_tokens=args.chunk_tokens, api_key=args.api_key, faults=faults,
-                       host=args.host, port=args.port)
+                       itl_ms=args.itl_ms, latency_per_inflight_ms=args.latency_per_inflight_ms,
+                       chunk_tokens=args.chunk_tokens, api_key=args.api_key, faults=faults, host=args.host, port=args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every non-stream answer")
     parser.add_argument("--ttft-ms", type=float, default=None, help="delay before a stream's first chunk "
                         "(default: --latency-ms)")
+    parser.add_argument("--latency-per-inflight-ms", type=float, default=0.0, help="added to both delays for "
+                        "every other request in flight when one arrives (latency that grows with load)")
     parser.add_argument("--itl-ms", type=float, default=0.0, help="delay between stream chunks")
     parser.add_argument("--chunk-tokens", type=int, default=1, help="tokens per stream chunk")
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")

@@ -89,20 +89,22 @@ class DevServer:
 
     ``latency_ms`` delays each non-stream answer (a Reply's ``delay_s`` overrides it); streams wait
     ``ttft_ms`` (default: ``latency_ms``) before the first chunk, then send ``chunk_tokens`` tokens per
-    chunk, ``itl_ms`` apart. ``models``: the names served (others get 404); default: the responder's
-    ``models``, and if it has none, any name. ``api_key``: require ``Authorization: Bearer <key>`` on
+    chunk, ``itl_ms`` apart; ``latency_per_inflight_ms`` adds to both delays that much per other request in
+    flight when one arrives (latency growing with load). ``models``: the names served (others get 404);
+    default: the responder's ``models``, and if it has none, any name. ``api_key``: require ``Authorization: Bearer <key>`` on
     ``/v1/*``. These attributes, and ``faults``, may be changed while the server runs.
     """
 
     def __init__(self, responder: Responder | None = None, *, models: Iterable[str] | None = None,
                  latency_ms: float = 0.0, ttft_ms: float | None = None, itl_ms: float = 0.0,
-                 chunk_tokens: int = 1, api_key: str | None = None,
+                 chunk_tokens: int = 1, api_key: str | None = None, latency_per_inflight_ms: float = 0.0,
                  faults: FaultPlan | Iterable[Fault] | None = None, host: str = "127.0.0.1", port: int = 0,
                  max_log: int | None = 100_000, shutdown_timeout_s: float = 0.5) -> None:
         self.responder: Responder = responder if responder is not None else EchoResponder()
         declared = list(models) if models is not None else list(getattr(self.responder, "models", None) or [])
         self.models: frozenset[str] | None = frozenset(declared) if declared else None
         self.latency_ms, self.ttft_ms, self.itl_ms = latency_ms, ttft_ms, itl_ms
+        self.latency_per_inflight_ms, self.in_flight = latency_per_inflight_ms, 0
         self.chunk_tokens = max(1, chunk_tokens)
         self.api_key = api_key
         self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan(faults or ())
@@ -272,6 +274,13 @@ class DevServer:
         return await self._complete(request, chat=False)
 
     async def _complete(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        self.in_flight += 1  # counted from arrival to answer: what latency_per_inflight_ms grows with
+        try:
+            return await self._answer(request, chat, self.latency_per_inflight_ms * (self.in_flight - 1))
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, chat: bool, extra_ms: float) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = json.loads(raw)
@@ -309,14 +318,14 @@ class DevServer:
         tokens, finish = _cut(reply.text, body)
         usage = {"prompt_tokens": len(tokenize(request_text(body))), "completion_tokens": len(tokens)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        delay_ms = reply.delay_s * 1000.0 if reply.delay_s is not None else self.latency_ms
+        delay_ms = reply.delay_s * 1000.0 if reply.delay_s is not None else self.latency_ms + extra_ms
         truncate = fault is not None and fault.kind == "truncate"
         if body.get("stream") is True:
             if truncate and fault is not None and fault.after != "eof":  # half of it, then a stall or a reset
                 half = tokens[: max(1, len(tokens) // 2)]
                 resp = await self._stream(request, body, chat, model, reply, half, finish, usage, 0.0, True, end=False)
                 return await break_stream(request, resp, fault)
-            ttft = self.ttft_ms if self.ttft_ms is not None and reply.delay_s is None else delay_ms
+            ttft = self.ttft_ms + extra_ms if self.ttft_ms is not None and reply.delay_s is None else delay_ms
             return await self._stream(request, body, chat, model, reply, tokens, finish, usage, ttft, truncate)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000.0)
