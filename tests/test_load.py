@@ -235,3 +235,28 @@ def test_report_draws_latency_against_rate_with_slo_and_goodput(make_suite, tmp_
     stored = {p["rate_per_s"]: p["latency_ms_p99"] for p in points}
     shown = {float(r): float(v) for r, v in re.findall(r'data-rate="([\d.]+)" data-p99="([\d.]+)"', html)}
     assert shown == pytest.approx(stored)
+
+
+@pytest.mark.slow
+def test_goodput_of_a_sweep_sizes_the_replicas_of_the_always_on_cost(make_suite, tmp_path):
+    """After `evalkit load` found 20 requests/s within the SLO, the run's cost block (show --json) sizes
+    replicas from that goodput, not from the closed-loop throughput: 3,000,000 calls/day = 34.7/s → 2 replicas."""
+    db = tmp_path / "load.duckdb"
+    text = suite_text("{base}").replace("    stream: false\n", "    stream: false\n    cost: {gpu_usd_per_hour: 1.0}\n")
+    text = text.replace("run:\n", "run:\n  volume_per_day: 3000000\n")
+    with DevServer(responder(), latency_ms=30, latency_per_inflight_ms=40) as server:
+        path = make_suite(text.replace("{base}", server.url), rows(6))
+        run_id = run_suite(load_suite(path), str(db)).run_id
+        before = json.loads(CliRunner().invoke(main, ["show", run_id, "--db", str(db), "--json"]).output)
+        _sweep(path, db)
+    after = json.loads(CliRunner().invoke(main, ["show", run_id, "--db", str(db), "--json"]).output)
+
+    def cost(doc):
+        models = doc["models"]
+        model = models["tuned"] if isinstance(models, dict) else next(m for m in models if m["model"] == "tuned")
+        return model["cost"]
+
+    assert cost(before)["throughput_source"] == "measured closed-loop throughput"
+    block = cost(after)
+    assert block["throughput_source"] == "goodput at SLO" and block["requests_per_second"] == 20.0
+    assert block["replicas_needed"] == 2 and block["monthly_cost_usd"] == pytest.approx(2 * 730.0)
