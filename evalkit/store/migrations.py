@@ -166,4 +166,7 @@ CREATE TABLE retention_samples (
     PRIMARY KEY (run_id, model, task, doc_id, metric, filter)
 );
 """),
+    (7, "run_error", """
+ALTER TABLE runs ADD COLUMN error VARCHAR;     -- why a run is failed or interrupted (NULL otherwise)
+"""),
 ]
