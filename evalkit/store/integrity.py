@@ -67,7 +67,7 @@ def translate(exc: duckdb.Error, path: Path) -> StoreError | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_columns(version: int) -> dict[str, frozenset[str]]:
     """The tables and columns migrations 1..version create, from an in-memory database."""
     con = duckdb.connect(":memory:")
