@@ -27,6 +27,12 @@ class ScoringSpec(Strict):
         1.0, ge=0, le=1, description="A sample is correct when its quality reaches this value.")
     infeasible_is_wrong: bool = Field(
         True, description="An infeasible answer gets quality 0, whatever its fields say.")
+    timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="Time limit of one call of a custom scorer or feasibility check "
+        "(seconds); past it the call is stopped and the row gets a score error naming the function.")
+    max_score_errors: int = Field(
+        0, ge=0, description="Gates on quality-derived metrics (accuracy, quality, feasibility, calibration) "
+        "answer 'error' when more rows than this have a score error, on either side of the comparison.")
 
     @model_validator(mode="after")
     def _scorer_needs(self) -> ScoringSpec:

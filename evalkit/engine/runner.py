@@ -15,6 +15,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -302,7 +303,7 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
                 create_run(store, prepared, run_id, argv or sys.argv)
             suite_run = SuiteRun(prepared, store, run_id, use_cache, progress)
             try:
-                outcomes = asyncio.run(_execute_and_close(suite_run, backends))
+                outcomes = _run_to_end(_execute_and_close(suite_run, backends))
             except KeyboardInterrupt:
                 suite_run.writer.flush()
                 store.mark_models_interrupted(run_id, prepared.models)
@@ -323,6 +324,15 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
             release_servers(backends)  # launched vLLM servers stay up through the retention check
     finally:
         store.close()
+
+
+def _run_to_end(coro: Coroutine[Any, Any, list[ModelOutcome]]) -> list[ModelOutcome]:
+    """``asyncio.run``, closing the coroutine if a Ctrl-C lands before the loop starts it (no "coroutine …
+    was never awaited" warning)."""
+    try:
+        return asyncio.run(coro)
+    finally:
+        coro.close()  # a no-op for a coroutine that ran to its end
 
 
 async def _execute_and_close(suite_run: SuiteRun, backends: dict[str, Backend]) -> list[ModelOutcome]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -21,6 +21,8 @@ import pyarrow as pa
 from evalkit.errors import StoreError
 from evalkit.store import integrity
 from evalkit.store.migrations import MIGRATIONS
+
+_T = TypeVar("_T")
 
 
 def now() -> datetime:
@@ -79,20 +81,27 @@ class StoreBase:
             raise StoreError(f"{self.path} cannot be opened: {str(exc).splitlines()[0]}; "
                              f"{integrity.next_steps(self.path)}") from None
 
-    def _execute(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
-        """Run a statement; a full disk or a damaged block becomes a StoreError that says what to do."""
+    def _execute(self, query: str, params: Sequence[Any] | None, fetch: Callable[[Any], _T]) -> _T:
+        """Run a statement and fetch its result; a full disk or a damaged block becomes a StoreError that
+        says what to do, and a statement cut short by Ctrl-C is the KeyboardInterrupt it is."""
         try:
-            return self._con.execute(query, params)
+            return fetch(self._con.execute(query, params))
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
         except duckdb.Error as exc:
             translated = integrity.translate(exc, self.path)
             if translated is None:
                 raise
             raise translated from None
+        except RuntimeError as exc:
+            if "interrupted" in str(exc).lower():
+                raise KeyboardInterrupt from None
+            raise
 
     # -- statements ---------------------------------------------------------------------------
     def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and consume its result (DuckDB requires it before the next one)."""
-        return self._execute(query, params).fetchall()
+        return self._execute(query, params, lambda cur: cur.fetchall())
 
     def one(self, query: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
         """The first row of a query, or None (the whole result is consumed)."""
@@ -101,17 +110,16 @@ class StoreBase:
 
     def dicts(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """A query's rows as dicts keyed by column name."""
-        cur = self._execute(query, params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return self._execute(query, params, lambda cur: [dict(zip([d[0] for d in cur.description], r))
+                                                        for r in cur.fetchall()])
 
     def frame(self, query: str, params: Sequence[Any] | None = None) -> Any:
         """A query's rows as a pandas DataFrame."""
-        return self._execute(query, params).df()
+        return self._execute(query, params, lambda cur: cur.df())
 
     def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
         """A query's rows as an Arrow table."""
-        table = self._execute(query, params).to_arrow_table()
+        table: pa.Table | None = self._execute(query, params, lambda cur: cur.to_arrow_table())
         assert table is not None, query  # a query has a result set: DuckDB gives None only for statements
         return table
 
