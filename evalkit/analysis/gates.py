@@ -27,6 +27,7 @@ from typing import Any
 from evalkit.analysis.metrics import METRICS
 from evalkit.analysis.paired import PAIRED_METRICS, Delta, Pairing, mcnemar_tests, paired_deltas, regressions, slice_table
 from evalkit.analysis.retention import compare_retention, parse_ref
+from evalkit.analysis.score_errors import QUALITY_DERIVED, rows_with_score_errors
 from evalkit.config.gate_specs import GateRule
 from evalkit.errors import ConfigError
 from evalkit.store.db import Store
@@ -169,12 +170,28 @@ def _retention(store: Store, pairing: Pairing, rule: GateRule, pair: tuple[str, 
     return out
 
 
+def score_error_verdicts(results: list[GateResult], store: Store, pairing: Pairing,
+                         max_score_errors: int) -> list[GateResult]:
+    """Gates on quality-derived metrics answer ``error`` when either side has more rows with a score error
+    (a scorer or check that raised, timed out or returned nonsense) than ``scoring.max_score_errors``."""
+    over = [(str(side), n) for side in (pairing.baseline, pairing.candidate)
+            if (n := rows_with_score_errors(store, side.run_id, side.model)) > max_score_errors]
+    if not over:
+        return results
+    reason = ("; ".join(f"{side} has {n} row(s) with score errors" for side, n in over)
+              + f", more than scoring.max_score_errors ({max_score_errors}): the metric is not trustworthy until "
+              "the scorer or checks are fixed (the run's score errors say which)")
+    return [replace(r, verdict="error", reason=reason) if r.metric in QUALITY_DERIVED else r for r in results]
+
+
 def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 0,
-             resamples: int = 2000, retention: tuple[str, str] | None = None) -> dict[str, Any]:
+             resamples: int = 2000, retention: tuple[str, str] | None = None,
+             max_score_errors: int = 0) -> dict[str, Any]:
     """Every rule's verdict plus the evidence: deltas, McNemar tests, regressions, slices.
 
     ``retention`` is the (baseline, candidate) pair of the suite's retention check; retention rules
-    read their lm-eval results from the candidate side's run."""
+    read their lm-eval results from the candidate side's run. ``max_score_errors`` is the suite's
+    ``scoring.max_score_errors`` (:func:`score_error_verdicts`)."""
     check_rules(rules)
     by_confidence: dict[float, dict[str, Delta]] = {}
     for level in sorted({r.confidence for r in rules} | {0.95}):
@@ -192,6 +209,7 @@ def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 
             results.append(_relative(rule, d))
         if rule.min is not None or rule.max is not None:
             results.append(_absolute(rule, candidate_metrics.get(rule.metric), d))
+    results = score_error_verdicts(results, store, pairing, max_score_errors)
     failed = [r for r in results if r.verdict in ("fail", "error")]
     regressed = regressions(pairing)
     return {

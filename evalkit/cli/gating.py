@@ -84,7 +84,7 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
         run_id = store.resolve_run_id(run_ref) if run_ref else store.latest_complete_run(loaded.suite.name)
         pairing = pair(store, parse_side(baseline, run_id, store), parse_side(candidate, run_id, store))
         report = evaluate(store, pairing, spec.rules, loaded.suite.run.seed if seed is None else seed, resamples,
-                          loaded.suite.retention_pair())
+                          loaded.suite.retention_pair(), max_score_errors=loaded.suite.scoring.max_score_errors)
     if markdown:
         with Path(markdown).open("a", encoding="utf-8") as fh:
             fh.write(render_markdown(report))

@@ -45,6 +45,8 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
     else:
         click.echo(render_table(payload))
         click.echo(f"run {summary.run_id} stored in {db_path}; details: evalkit show {summary.run_id} --db {db_path}")
+    for group in summary.score_errors:  # exit 0, but said: these rows were scored 0 by a failing function
+        click.echo(f"warning: score errors: {group.line()}", err=True)
     for outcome in summary.outcomes:
         if outcome.status != "complete":
             click.echo(f"error: model '{outcome.model}' {outcome.status}: {outcome.error}", err=True)

@@ -19,6 +19,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalkit.analysis.score_errors import ScoreErrorGroup
+from evalkit.analysis.score_errors import summarise as summarise_score_errors
 from evalkit.backends import Backend, create_backends, live_endpoints, release_servers
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.provenance import redact
@@ -67,6 +69,7 @@ class RunSummary:
     status: str
     outcomes: list[ModelOutcome] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    score_errors: list[ScoreErrorGroup] = field(default_factory=list)  # said at the end of the run
 
 
 class ResultWriter:
@@ -319,7 +322,7 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
                     run_retention(loaded, store, run_id, retention, live_endpoints(backends))
                 except EvalkitError as exc:
                     raise exc.prefixed(f"run {run_id} is stored, but its retention check failed: ") from None
-            return RunSummary(run_id, str(db_path), status, outcomes, metrics)
+            return RunSummary(run_id, str(db_path), status, outcomes, metrics, summarise_score_errors(store, run_id))
         finally:
             release_servers(backends)  # launched vLLM servers stay up through the retention check
     finally:

@@ -10,6 +10,7 @@ import numpy as np
 from evalkit.analysis.costs import DAYS_PER_MONTH, monthly_cost
 from evalkit.errors import ConfigError
 from evalkit.report import charts
+from evalkit.report.score_errors import score_error_section
 from evalkit.store.db import Store
 
 SCORECARD = [  # (metric, label, kind)
@@ -97,7 +98,8 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         pairing = pair(store, Side(run_id, baseline), Side(run_id, candidate))
         rules = [GateRule.model_validate(r) for r in ((config.get("gates") or {}).get("rules") or [])]
         comparison = evaluate(store, pairing, rules, int((config.get("run") or {}).get("seed", 0)), resamples,
-                              retention_pair_from_config(config))
+                              retention_pair_from_config(config),
+                              max_score_errors=int((config.get("scoring") or {}).get("max_score_errors", 0)))
         for r in comparison["regressions"]:
             for key in ("baseline_output", "candidate_output", "target"):
                 r[key] = _clip(r[key])
@@ -113,6 +115,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "days_per_month": DAYS_PER_MONTH,
         "latency_chart": lat_chart, "cost_chart": charts.cost_quality(cq_points, colors),
         "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
+        "score_errors": score_error_section(store, run_id),
     }
 
 
