@@ -144,3 +144,31 @@ def test_one_ctrl_c_stops_a_run_stuck_in_a_sleeping_scorer(make_suite, tmp_path,
         assert noise not in err
     with Store(db, read_only=True) as store:
         assert store.get_run(store.resolve_run_id("latest"))["status"] == "interrupted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.3, 1.0])
+def test_ctrl_c_at_any_point_of_a_run_prints_one_line(delay, tmp_path, cli_env):
+    """Ctrl-C right as the run starts its calls, mid-run and near the end: exit 130 (or a finished run),
+    one line, never a traceback, "never retrieved" or "coroutine … was never awaited"."""
+    (tmp_path / "scorer.py").write_text(SCORER)
+    (tmp_path / "checks.py").write_text(CHECKS)
+    write_jsonl(tmp_path / "data.jsonl", [{"id": f"s{i}", "q": "x", "answer": 1} for i in range(300)])
+    rules = {"models": {"b": {"default": {"reply": '{"v": 1}'}}}}
+    with DevServer(RuleResponder.from_dict(rules), latency_ms=5) as server:
+        (tmp_path / "suite.yaml").write_text(SUITE.format(scorer="np_bool", check="true", timeout=10,
+                                                          base=server.url))
+        proc = subprocess.Popen([sys.executable, "-W", "always", "-m", "evalkit.cli", "run",
+                                 str(tmp_path / "suite.yaml"), "--db", str(tmp_path / "c.duckdb"), "--quiet"],
+                                env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not server.requests and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.002)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err
+    for noise in ("Traceback", "never retrieved", "never awaited"):
+        assert noise not in err, err
+    if proc.returncode == 130:
+        assert len(err.strip().splitlines()) == 1, err
