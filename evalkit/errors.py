@@ -16,6 +16,7 @@ message that says what to fix (file, line, key, sample id) and never prints.
     ├── MissingExtraError           an optional extra (inspect, lm-eval) is not installed; names the pip command
     ├── InteropError                an inspect-ai log cannot be read, or does not match the suite's samples
     ├── RetentionError              an lm-eval capability check cannot run (task, server, results)
+    ├── RunFailedError              a run finished without metrics (exit 4: it is stored as 'failed', with the reason)
     └── InterruptedRunError         the user stopped a run (Ctrl-C); carries the resume command
 """
 
@@ -106,6 +107,12 @@ class StoreError(EvalkitError):
 
 class RunNotFoundError(StoreError):
     """The run id is not in the store."""
+
+
+class RunFailedError(EvalkitError):
+    """A run ended without metrics for every model; it is stored as ``failed`` with the reason."""
+
+    exit_code = 4
 
 
 class InterruptedRunError(EvalkitError):

@@ -234,3 +234,14 @@ def test_validate_reports_a_bad_rule_with_file_line_and_exit_2(make_suite, tmp_p
     assert result.exit_code == 2
     assert (f"{path.resolve()}:9: scoring.correct: 'rules.py:right': 'right' must accept 3 positional arguments"
             in result.stderr)
+
+
+@pytest.mark.slow
+def test_a_rule_that_hangs_is_stopped_by_scoring_timeout_s(make_suite, tmp_path):
+    """The correct rule is suite code like a scorer: it runs under scoring.timeout_s and a hang is a score
+    error naming it, not a stuck run."""
+    (tmp_path / "rules.py").write_text("import time\n\ndef slow(a, t, s):\n    time.sleep(60)\n    return True\n")
+    scorer, rendered = _scorer(make_suite, tmp_path, _rule_suite('"rules.py:slow"', extra="  timeout_s: 0.5\n"))
+    score = scorer.score(rendered, Completion(text="7"))
+    assert score.correct is False
+    assert "rules.py:slow" in str(score.score_error) and "timed out after 0.5 s" in str(score.score_error)

@@ -31,6 +31,7 @@ from evalkit.analysis.metrics import METRICS
 from evalkit.analysis.paired import PAIRED_METRICS, Delta, Pairing, mcnemar_tests, regressions, slice_table
 from evalkit.analysis.power import DEFAULT_POWER, Spread, n_needed
 from evalkit.analysis.retention import compare_retention, parse_ref
+from evalkit.analysis.score_errors import QUALITY_DERIVED, rows_with_score_errors
 from evalkit.config.gate_specs import GateRule
 from evalkit.errors import ConfigError
 from evalkit.store.db import Store
@@ -255,13 +256,28 @@ def overall_verdict(results: list[dict[str, Any]]) -> str:
     return "fail" if verdicts & {"fail", "error"} else "inconclusive" if "inconclusive" in verdicts else "pass"
 
 
+def score_error_verdicts(results: list[GateResult], store: Store, pairing: Pairing,
+                         max_score_errors: int) -> list[GateResult]:
+    """Gates on quality-derived metrics answer ``error`` when either side has more rows with a score error
+    (a scorer or check that raised, timed out or returned nonsense) than ``scoring.max_score_errors``."""
+    over = [(str(side), n) for side in (pairing.baseline, pairing.candidate)
+            if (n := rows_with_score_errors(store, side.run_id, side.model)) > max_score_errors]
+    if not over:
+        return results
+    reason = ("; ".join(f"{side} has {n} row(s) with score errors" for side, n in over)
+              + f", more than scoring.max_score_errors ({max_score_errors}): the metric is not trustworthy until "
+              "the scorer or checks are fixed (the run's score errors say which)")
+    return [replace(r, verdict="error", reason=reason) if r.metric in QUALITY_DERIVED else r for r in results]
+
+
 def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 0,
              resamples: int = 2000, retention: tuple[str, str] | None = None,
-             correction: str = "none") -> dict[str, Any]:
+             correction: str = "none", max_score_errors: int = 0) -> dict[str, Any]:
     """Every rule's verdict plus the evidence: deltas, McNemar tests, regressions, slices.
 
     ``retention`` is the (baseline, candidate) pair of the suite's retention check; retention rules
-    read their lm-eval results from the candidate side's run. ``correction`` is ``gates.correction``."""
+    read their lm-eval results from the candidate side's run. ``correction`` is ``gates.correction``;
+    ``max_score_errors`` is the suite's ``scoring.max_score_errors`` (:func:`score_error_verdicts`)."""
     check_rules(rules)
     evidence = Evidence(pairing, seed, resamples)
     candidate_metrics = {m["metric"]: m for m in store.metrics(pairing.candidate.run_id)
@@ -280,6 +296,7 @@ def evaluate(store: Store, pairing: Pairing, rules: list[GateRule], seed: int = 
                              (pairing.candidate.run_id, pairing.candidate.model))
         results = [replace(r, reason=gap) if gap and r.verdict == "error" and r.metric in CONFIDENCE_METRICS else r
                    for r in results]
+    results = score_error_verdicts(results, store, pairing, max_score_errors)
     gates = [asdict(r) for r in results]
     levels = list(levels_by_rule.values())
     regressed = regressions(pairing)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 a gate failed or is inconclusive (``gate --allow-inconclusive``: 0); 2 a
 problem with the input (suite, data, arguments, store) — one line on stderr, no traceback unless ``--debug``; 3 an internal error;
-4 a run finished incomplete (a model was stopped after failing every call); 130 interrupted.
+4 a run finished incomplete (a model was stopped after failing every call) or failed (no
+metrics); 130 interrupted.
 """
 
 from __future__ import annotations

@@ -108,7 +108,8 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
         run_id = store.resolve_run_id(run_ref) if run_ref else store.latest_complete_run(loaded.suite.name)
         pairing = pair(store, parse_side(baseline, run_id, store), parse_side(candidate, run_id, store))
         report = evaluate(store, pairing, spec.rules, loaded.suite.run.seed if seed is None else seed, resamples,
-                          loaded.suite.retention_pair(), spec.correction)
+                          loaded.suite.retention_pair(), spec.correction,
+                          max_score_errors=loaded.suite.scoring.max_score_errors)
         add_counts_and_watch(report, store, pairing, spec.rules, spec.watch,
                              loaded.suite.run.seed if seed is None else seed, resamples)
     report["allow_inconclusive"] = allow_inconclusive

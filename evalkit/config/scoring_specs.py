@@ -91,6 +91,12 @@ class ScoringSpec(Strict):
         "label_match | exact | json_fields (with its own fields) | numeric | path/to/file.py:function.")
     infeasible_is_wrong: bool = Field(
         True, description="An infeasible answer gets quality 0 and is wrong, whatever its fields say.")
+    timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="Time limit of one call of a custom scorer or feasibility check "
+        "(seconds); past it the call is stopped and the row gets a score error naming the function.")
+    max_score_errors: int = Field(
+        0, ge=0, description="Gates on quality-derived metrics (accuracy, quality, feasibility, calibration) "
+        "answer 'error' when more rows than this have a score error, on either side of the comparison.")
 
     @model_validator(mode="after")
     def _scorer_needs(self) -> ScoringSpec:

@@ -15,26 +15,29 @@ import json
 import random
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalkit.analysis.metrics import compute_run_metrics
+from evalkit.analysis.score_errors import ScoreErrorGroup
+from evalkit.analysis.score_errors import summarise as summarise_score_errors
 from evalkit.backends import Backend, create_backends, live_endpoints, release_servers
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.provenance import redact
 from evalkit.config.shards import Shard
 from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
 from evalkit.engine.arrivals import OpenLoop, PacingStats
+from evalkit.engine.lifecycle import create_run, finish, plan_resume
 from evalkit.engine.load import record_run_phase
 from evalkit.engine.pricing import call_cost, describe, measured_gpu_cost_per_row
 from evalkit.engine.progress import NullProgress, Progress
-from evalkit.errors import BackendError, ConfigError, EvalkitError, InterruptedRunError, ModelAbortedError
+from evalkit.errors import BackendError, EvalkitError, InterruptedRunError, ModelAbortedError
 from evalkit.interop.lm_eval import plan_retention, run_retention
 from evalkit.records import ChatRequest, Completion
 from evalkit.scoring.pipeline import Score
 from evalkit.scoring.prepare import Prepared, prepare
 from evalkit.store.db import Store, now
-from evalkit.store.rows import new_run_id, result_row, run_row, sample_rows
+from evalkit.store.rows import new_run_id, result_row
 
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 1.0
@@ -70,6 +73,7 @@ class RunSummary:
     status: str
     outcomes: list[ModelOutcome] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    score_errors: list[ScoreErrorGroup] = field(default_factory=list)  # said at the end of the run
 
 
 class ResultWriter:
@@ -284,21 +288,6 @@ class SuiteRun:
         return list(outcomes)
 
 
-def _check_resume(store: Store, prepared: Prepared, run_id: str) -> None:
-    run = store.get_run(run_id)
-    if run["suite_hash"] != prepared.loaded.content_hash():
-        raise ConfigError(f"the suite or a file it references changed since run {run_id} started; "
-                          "start a new run instead of resuming", file=str(prepared.loaded.path))
-    if run["dataset_hash"] != prepared.dataset.sha256:
-        raise ConfigError(f"the dataset changed since run {run_id} started (sha256 differs); start a "
-                          "new run", file=str(prepared.loaded.path), key="dataset.path")
-    stored = store.sample_ids(run_id)
-    wanted = {r.sample.id for r in prepared.rendered}
-    if stored != wanted:
-        raise ConfigError(f"run {run_id} was started with {len(stored)} samples but the suite now has "
-                          f"{len(wanted)} of them", file=str(prepared.loaded.path))
-
-
 def retention_applies(loaded: LoadedSuite, models: list[str]) -> bool:
     """Whether a run of these models includes the suite's retention check (both of its models are run)."""
     pair = loaded.suite.retention_pair()
@@ -318,8 +307,7 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         if resume:
             run_id = store.resolve_run_id(resume)
             stored_models = [m["model"] for m in store.run_models(run_id)]
-            prepared = prepare(loaded, models or stored_models, sample_ids=store.sample_ids(run_id))
-            _check_resume(store, prepared, run_id)
+            prepared = plan_resume(store, loaded, run_id, models or stored_models or None)
             store.set_run_status(run_id, "running")
         else:
             prepared = prepare(loaded, models, limit, shard)
@@ -328,32 +316,39 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         backends = create_backends(loaded, prepared.models)
         try:
             if not resume:
-                store.create_run(run_row(loaded, prepared.dataset, run_id, len(prepared.rendered), argv or sys.argv))
-                store.insert_samples(sample_rows(run_id, prepared.rendered))
+                create_run(store, prepared, run_id, argv or sys.argv)
             suite_run = SuiteRun(prepared, store, run_id, use_cache, progress)
             try:
-                outcomes = asyncio.run(_execute_and_close(suite_run, backends))
+                outcomes = _run_to_end(_execute_and_close(suite_run, backends))
             except KeyboardInterrupt:
                 suite_run.writer.flush()
                 store.mark_models_interrupted(run_id, prepared.models)
-                store.set_run_status(run_id, "interrupted")
+                store.set_run_status(run_id, "interrupted", error="stopped by the user (Ctrl-C)")
                 raise InterruptedRunError(f"interrupted; {suite_run.writer.written} results stored. Resume with: "
                                           f"evalkit run {loaded.path} --db {db_path} --resume {run_id}") from None
             finally:
                 progress.close()
             status = "complete" if all(o.status == "complete" for o in outcomes) else "incomplete"
-            metrics = compute_run_metrics(store, run_id, loaded.suite.run.seed, loaded.suite.run.bootstrap)
-            store.set_run_status(run_id, status, finished=True)
+            metrics = finish(store, run_id, status, prepared)
             if retention is not None and status == "complete":
                 try:
                     run_retention(loaded, store, run_id, retention, live_endpoints(backends))
                 except EvalkitError as exc:
                     raise exc.prefixed(f"run {run_id} is stored, but its retention check failed: ") from None
-            return RunSummary(run_id, str(db_path), status, outcomes, metrics)
+            return RunSummary(run_id, str(db_path), status, outcomes, metrics, summarise_score_errors(store, run_id))
         finally:
             release_servers(backends)  # launched vLLM servers stay up through the retention check
     finally:
         store.close()
+
+
+def _run_to_end(coro: Coroutine[Any, Any, list[ModelOutcome]]) -> list[ModelOutcome]:
+    """``asyncio.run``, closing the coroutine if a Ctrl-C lands before the loop starts it (no "coroutine …
+    was never awaited" warning)."""
+    try:
+        return asyncio.run(coro)
+    finally:
+        coro.close()  # a no-op for a coroutine that ran to its end
 
 
 async def _execute_and_close(suite_run: SuiteRun, backends: dict[str, Backend]) -> list[ModelOutcome]:

@@ -12,6 +12,7 @@ from evalkit.report import charts
 from evalkit.report.costs import cost_section, routing_costs
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
 from evalkit.report.load import load_curves
+from evalkit.report.score_errors import score_error_section
 from evalkit.store.db import Store
 
 SCORECARD = [  # (metric, label, kind)
@@ -99,7 +100,8 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         rules = [GateRule.model_validate(r) for r in ((config.get("gates") or {}).get("rules") or [])]
         comparison = evaluate(store, pairing, rules, int((config.get("run") or {}).get("seed", 0)), resamples,
                               retention_pair_from_config(config),
-                              str((config.get("gates") or {}).get("correction") or "none"))
+                              str((config.get("gates") or {}).get("correction") or "none"),
+                              max_score_errors=int((config.get("scoring") or {}).get("max_score_errors", 0)))
         add_counts_and_watch(comparison, store, pairing, rules, config, resamples)
         for r in comparison["regressions"]:
             for key in ("baseline_output", "candidate_output", "target"):
@@ -118,6 +120,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "suite_config": json.dumps(config, indent=2), "max_examples": MAX_EXAMPLES, "routing": routing,
         "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
         "load_curves": load_curves(store, run["suite_name"], names, colors),
+        "score_errors": score_error_section(store, run_id),
     }
 
 

@@ -19,7 +19,7 @@ from evalkit.config.scoring_specs import CorrectSpec
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError, ScorerError
 from evalkit.scoring import builtin
-from evalkit.scoring.custom import load_callable
+from evalkit.scoring.custom import describe_failure, load_callable
 
 KEY = "scoring.correct"
 
@@ -54,7 +54,7 @@ class CorrectRule:
         self._func: Callable[..., Any] | None = None
         if rule.custom is not None:
             try:
-                self._func = load_callable(rule.custom, loaded.base_dir, 3, KEY)
+                self._func = load_callable(rule.custom, loaded.base_dir, 3, KEY, loaded.suite.scoring.timeout_s)
             except ScorerError as exc:
                 raise _error(loaded, str(exc).removeprefix(f"{KEY} ")) from None
 
@@ -75,8 +75,8 @@ class CorrectRule:
         assert self._func is not None
         try:
             result = self._func(value, target, fields)
-        except Exception as exc:  # a bug in the suite's rule: keep it visible, do not crash the run
-            return False, f"correct rule {rule.custom} raised {type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug in the suite's rule (or past scoring.timeout_s): visible, not a crash
+            return False, f"correct rule {describe_failure(str(rule.custom), exc)}"
         if isinstance(result, (bool, np.bool_)):
             return bool(result), None
         return False, f"correct rule {rule.custom} returned {result!r}; it must return a bool"

@@ -16,7 +16,7 @@ A failing call is scored by :meth:`SampleScorer.error_score`: everything False/0
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from evalkit.config.suite import LoadedSuite
 from evalkit.records import Completion
 from evalkit.scoring import builtin, confidence
 from evalkit.scoring.correctness import CorrectRule
-from evalkit.scoring.custom import load_callable
+from evalkit.scoring.custom import UserFunction, describe_failure, load_callable
 from evalkit.scoring.parse import Parsed, parse_output
 from evalkit.scoring.schema_refs import compile_schema
 
@@ -55,6 +55,11 @@ def load_json_schema(loaded: LoadedSuite) -> dict[str, Any] | None:
     return compiled.schema if compiled else None
 
 
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class SampleScorer:
     """Compiled scoring for one suite: build once, call :meth:`score` per answer."""
 
@@ -63,9 +68,10 @@ class SampleScorer:
         compiled = compile_schema(loaded)  # every $ref loaded and checked now, never per sample
         self._validator = compiled.validator if compiled else None
         scoring = loaded.suite.scoring
-        self._custom: Callable[..., Any] | None = (
-            load_callable(scoring.custom, loaded.base_dir, 3, "scoring.custom") if scoring.custom else None)
-        self._checks = [(ref.rpartition(":")[2], load_callable(ref, loaded.base_dir, 2, "scoring.feasibility"))
+        self._custom: UserFunction | None = (
+            load_callable(scoring.custom, loaded.base_dir, 3, "scoring.custom", scoring.timeout_s)
+            if scoring.custom else None)
+        self._checks = [(ref, load_callable(ref, loaded.base_dir, 2, "scoring.feasibility", scoring.timeout_s))
                         for ref in scoring.feasibility]
         self._correct = CorrectRule(loaded, scoring.correct) if scoring.correct is not None else None
 
@@ -83,21 +89,25 @@ class SampleScorer:
         return not errors, messages
 
     def _feasibility(self, value: Any, fields: dict[str, Any]) -> tuple[bool, list[str], str | None]:
+        """Each check returns a list of violated constraints (empty: feasible), or a bool (True: feasible)."""
         violations: list[str] = []
-        crashed: str | None = None
+        crashed: list[str] = []
         for name, check in self._checks:
             try:
                 found = check(value, fields)
             except Exception as exc:  # a bug in the suite's check: keep it visible, do not crash the run
-                crashed = f"feasibility check '{name}' raised {type(exc).__name__}: {exc}"
-                violations.append(crashed)
+                crashed.append(f"feasibility check {describe_failure(name, exc)}")
+                violations.append(crashed[-1])
                 continue
-            if not isinstance(found, (list, tuple)):
-                crashed = f"feasibility check '{name}' returned {type(found).__name__}, not a list"
-                violations.append(crashed)
-                continue
-            violations.extend(str(v) for v in found)
-        return not violations, violations, crashed
+            if isinstance(found, bool):
+                violations.extend([] if found else [f"{name} returned False"])
+            elif isinstance(found, (list, tuple)):
+                violations.extend(str(v) for v in found)
+            else:
+                crashed.append(f"feasibility check {name} returned {type(found).__name__} {_shown(found)}, not a "
+                               "list of violated constraints or a bool")
+                violations.append(crashed[-1])
+        return not violations, violations, "; ".join(crashed) or None
 
     def _quality(self, value: Any, target: Any, fields: dict[str, Any]) -> tuple[float, str | None]:
         scoring = self._suite.scoring
@@ -114,15 +124,20 @@ class SampleScorer:
         if kind == "none":
             return 0.0, None
         assert self._custom is not None
+        label = self._custom.label
         try:
             result = self._custom(value, target, fields)
         except Exception as exc:
-            return 0.0, f"custom scorer raised {type(exc).__name__}: {exc}"
+            return 0.0, f"scorer {describe_failure(label, exc)}"
         if isinstance(result, bool):
             return float(result), None
-        if isinstance(result, (int, float)) and 0.0 <= float(result) <= 1.0:
+        if isinstance(result, (int, float)) and math.isfinite(result) and 0.0 <= float(result) <= 1.0:
             return float(result), None
-        return 0.0, f"custom scorer returned {result!r}; it must return a bool or a number in [0, 1]"
+        if isinstance(result, (int, float)):
+            what = "not a number" if math.isnan(result) else "outside [0, 1]"
+            return 0.0, f"scorer {label} returned {result!r} ({what}); it must return a bool or a number in [0, 1]"
+        return 0.0, (f"scorer {label} returned {type(result).__name__} {_shown(result)}; it must return a bool or a "
+                     "number in [0, 1]")
 
     def score(self, rendered: RenderedSample, completion: Completion) -> Score:
         """Score one answer. Never raises for anything the model wrote."""

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from evalkit.errors import StoreError
+from evalkit.store import integrity
 from evalkit.store.migrations import MIGRATIONS
+
+_T = TypeVar("_T")
 
 
 def now() -> datetime:
@@ -52,8 +55,19 @@ class StoreBase:
             raise StoreError(f"no evalkit store at {self.path} (run a suite first, or pass --db PATH)")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_file():
+                # Checked through a read-only connection first: a damaged store is never opened for writing.
+                probe = self._connect(read_only=True)
+                try:
+                    self._check_store(probe, writing=True)
+                finally:
+                    probe.close()
+        self._con = self._connect(read_only)
+        self._check_and_migrate(read_only)
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
-            self._con = duckdb.connect(str(self.path), read_only=read_only)
+            return duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():
@@ -62,15 +76,32 @@ class StoreBase:
                 raise StoreError(f"{self.path} is in use by another process{holder}; wait for it to "
                                  "finish or use another --db file") from None
             raise StoreError(f"{self.path} cannot be opened as a DuckDB database: "
-                             f"{text.splitlines()[0]}") from None
+                             f"{text.splitlines()[0]}; {integrity.next_steps(self.path)}") from None
         except duckdb.Error as exc:
-            raise StoreError(f"{self.path} cannot be opened: {str(exc).splitlines()[0]}") from None
-        self._check_and_migrate(read_only)
+            raise StoreError(f"{self.path} cannot be opened: {str(exc).splitlines()[0]}; "
+                             f"{integrity.next_steps(self.path)}") from None
+
+    def _execute(self, query: str, params: Sequence[Any] | None, fetch: Callable[[Any], _T]) -> _T:
+        """Run a statement and fetch its result; a full disk or a damaged block becomes a StoreError that
+        says what to do, and a statement cut short by Ctrl-C is the KeyboardInterrupt it is."""
+        try:
+            return fetch(self._con.execute(query, params))
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
+        except duckdb.Error as exc:
+            translated = integrity.translate(exc, self.path)
+            if translated is None:
+                raise
+            raise translated from None
+        except RuntimeError as exc:
+            if "interrupted" in str(exc).lower():
+                raise KeyboardInterrupt from None
+            raise
 
     # -- statements ---------------------------------------------------------------------------
     def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and consume its result (DuckDB requires it before the next one)."""
-        return self._con.execute(query, params).fetchall()
+        return self._execute(query, params, lambda cur: cur.fetchall())
 
     def one(self, query: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
         """The first row of a query, or None (the whole result is consumed)."""
@@ -79,17 +110,16 @@ class StoreBase:
 
     def dicts(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """A query's rows as dicts keyed by column name."""
-        cur = self._con.execute(query, params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return self._execute(query, params, lambda cur: [dict(zip([d[0] for d in cur.description], r))
+                                                        for r in cur.fetchall()])
 
     def frame(self, query: str, params: Sequence[Any] | None = None) -> Any:
         """A query's rows as a pandas DataFrame."""
-        return self._con.execute(query, params).df()
+        return self._execute(query, params, lambda cur: cur.df())
 
     def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
         """A query's rows as an Arrow table."""
-        table = self._con.execute(query, params).to_arrow_table()
+        table: pa.Table | None = self._execute(query, params, lambda cur: cur.to_arrow_table())
         assert table is not None, query  # a query has a result set: DuckDB gives None only for statements
         return table
 
@@ -140,7 +170,10 @@ class StoreBase:
         self.sql(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", json_values(row))
 
     def close(self) -> None:
-        self._con.close()
+        try:
+            self._con.close()
+        except duckdb.Error as exc:  # the last checkpoint can meet a full disk, too
+            raise integrity.translate(exc, self.path) or exc from None
 
     def __enter__(self) -> StoreBase:
         return self
@@ -160,16 +193,32 @@ class StoreBase:
         row = self.one("SELECT max(version) FROM schema_migrations")
         return int(row[0] or 0) if row else 0
 
-    def _check_and_migrate(self, read_only: bool) -> None:
-        tables = self._tables()
+    def _check_store(self, con: duckdb.DuckDBPyConnection, writing: bool) -> int:
+        """Refuse a foreign file, a newer schema, or (before writing) a damaged store; returns its version."""
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
         if tables and "schema_migrations" not in tables:
             raise StoreError(f"{self.path} is a DuckDB file but not an evalkit store (tables: "
                              f"{sorted(tables)[:6]}); use another --db file")
-        current = self.schema_version()
+        current = 0
+        if tables:
+            try:
+                row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            except duckdb.Error as exc:
+                raise integrity.translate(exc, self.path) or integrity.damaged(
+                    self.path, str(exc).splitlines()[0]) from None
+            current = int(row[0] or 0) if row else 0
         latest = MIGRATIONS[-1][0]
         if current > latest:
             raise StoreError(f"{self.path} was written by a newer evalkit (schema {current} > {latest}); "
                              "upgrade evalkit")
+        if writing:
+            integrity.check(con, self.path, current)
+        return current
+
+    def _check_and_migrate(self, read_only: bool) -> None:
+        current = self._check_store(self._con, writing=False)
+        latest = MIGRATIONS[-1][0]
         if current == latest:
             return
         if read_only:

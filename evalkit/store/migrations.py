@@ -231,4 +231,7 @@ CREATE TABLE load_requests (
     PRIMARY KEY (load_id, rate_per_s, seq)
 );
 """),
+    (7, "run_error", """
+ALTER TABLE runs ADD COLUMN error VARCHAR;     -- why a run is failed or interrupted (NULL otherwise)
+"""),
 ]

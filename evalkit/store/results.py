@@ -135,3 +135,9 @@ class ResultQueries(StoreBase):
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         return self.dicts("SELECT model, metric, value, ci_low, ci_high, n FROM metrics "
                           "WHERE run_id = ? ORDER BY model, metric", [run_id])
+
+    def score_error_counts(self, run_id: str) -> list[tuple[str, str, int]]:
+        """(model, score_error, rows) for every distinct score error of a run."""
+        return [(str(m), str(e), int(n)) for m, e, n in self.sql(
+            "SELECT model, score_error, count(*) FROM results WHERE run_id = ? AND score_error IS NOT NULL "
+            "GROUP BY ALL ORDER BY model, score_error", [run_id])]

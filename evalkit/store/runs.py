@@ -25,9 +25,10 @@ class RunQueries(StoreBase):
     def has_run(self, run_id: str) -> bool:
         return self.one("SELECT 1 FROM runs WHERE run_id = ?", [run_id]) is not None
 
-    def set_run_status(self, run_id: str, status: str, finished: bool = False) -> None:
-        self.sql("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
-                 [status, now() if finished else None, run_id])
+    def set_run_status(self, run_id: str, status: str, finished: bool = False, error: str | None = None) -> None:
+        """A run's status, and why when it is failed or interrupted (cleared otherwise)."""
+        self.sql("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE run_id = ?",
+                 [status, now() if finished else None, error, run_id])
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run's row; :class:`RunNotFoundError` naming recent runs when there is none."""
