@@ -51,7 +51,7 @@ def test_two_shards_on_two_servers_merge_into_the_unsharded_run(make_suite, cli_
         # each server answered only its own part, and the parts cover every sample once per model
         sent = [{r.body["messages"][-1]["content"] for r in s.requests} for s in (one, two)]
         assert sent[0] and sent[1] and not sent[0] & sent[1]
-        assert len(one.requests) + len(two.requests) == 2 * len(rows)
+        assert len(one.calls(path="/v1/chat/completions")) + len(two.calls(path="/v1/chat/completions")) == 2 * len(rows)
         whole_db = tmp_path / "whole.duckdb"
         proc = run_cli(["run", str(suite), "--db", str(whole_db), "--quiet"], {**cli_env, "SHARD_BASE": one.url})
         assert proc.returncode == 0, proc.stderr
@@ -110,9 +110,9 @@ def test_resume_of_a_shard_keeps_its_samples(make_suite, triage_server, cli_env,
         held = {r[0] for r in store.sql("SELECT sample_id FROM samples WHERE run_id = ?", [rid])}
         assert held == {r["id"] for r in _rows(30) if Shard(1, 3).holds(r["id"])}
         store.sql("DELETE FROM results WHERE run_id = ? AND sample_id = ?", [rid, sorted(held)[0]])
-    calls = len(triage_server.requests)
+    calls = len(triage_server.calls(path="/v1/chat/completions"))
     proc = run_cli(["run", str(suite), "--db", str(db), "--resume", rid, "--quiet"], cli_env)
     assert proc.returncode == 0, proc.stderr
-    assert len(triage_server.requests) - calls <= 2  # at most the removed sample, once per model (others cached)
+    assert len(triage_server.calls(path="/v1/chat/completions")) - calls <= 2  # the removed sample, once per model (rest cached)
     with Store(db, read_only=True) as store:
         assert store.one("SELECT count(*) FROM results WHERE run_id = ?", [rid])[0] == 2 * len(held)

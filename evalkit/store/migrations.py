@@ -166,4 +166,10 @@ CREATE TABLE retention_samples (
     PRIMARY KEY (run_id, model, task, doc_id, metric, filter)
 );
 """),
+    (4, "warmup_and_client_lag", """
+ALTER TABLE run_models ADD COLUMN warmup_calls INTEGER;      -- warm-up requests sent before timing (not results)
+ALTER TABLE run_models ADD COLUMN warmup_latencies_ms JSON;  -- their latencies in order (null: a failed one)
+ALTER TABLE run_models ADD COLUMN cold_start_ms DOUBLE;      -- the first warm-up request's latency
+ALTER TABLE results ADD COLUMN client_lag_ms DOUBLE;         -- how late the client's event loop was during the call
+"""),
 ]

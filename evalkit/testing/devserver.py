@@ -110,6 +110,7 @@ class DevServer:
         self.counts: Counter[str] = Counter()
         self._log: deque[RequestRecord] = deque(maxlen=max_log)
         self._next_index = 0
+        self._instance = uuid.uuid4().hex  # the content identity of replies that cannot describe themselves
         self._shutdown_timeout_s = shutdown_timeout_s
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -252,6 +253,16 @@ class DevServer:
             return None
         return error_response(401, "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.")
 
+    def content_identity(self) -> str:
+        """What this server's answers are made of, for a client's cache identity (``evalkit_content`` in
+        ``/v1/models``): the responder's own description (same rules → same identity, whatever the port),
+        or a token unique to this server instance when the responder cannot describe itself or faults
+        are scripted."""
+        describe = getattr(self.responder, "content_identity", None)
+        if callable(describe) and not self.faults:
+            return str(describe())
+        return "instance:" + self._instance
+
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
 
@@ -263,7 +274,7 @@ class DevServer:
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": "evalkit-devserver"}
                 for name in sorted(self.models or ())]
-        return web.json_response({"object": "list", "data": data})
+        return web.json_response({"object": "list", "data": data, "evalkit_content": self.content_identity()})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._complete(request, chat=True)

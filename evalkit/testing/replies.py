@@ -38,6 +38,8 @@ shared default. A reply may be written as a plain string instead of a mapping.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -141,6 +143,21 @@ class RuleResponder:
         self.per_model = dict(per_model or {})
         self.model_defaults = dict(model_defaults or {})
 
+    def content_identity(self) -> str:
+        """A hash of every reply this responder can give (delays left out: they do not change an answer)."""
+        def reply(r: Reply | str) -> list[Any]:
+            r = Reply(r) if isinstance(r, str) else r
+            return [r.text, r.confidence, r.alternatives]
+
+        def rules(rs: Sequence[Rule]) -> list[Any]:
+            return [[r.pattern, reply(r.reply)] for r in rs]
+
+        blob = json.dumps({"rules": rules(self.rules), "default": reply(self.default),
+                           "per_model": {m: rules(rs) for m, rs in self.per_model.items()},
+                           "model_defaults": {m: reply(r) for m, r in self.model_defaults.items()}},
+                          sort_keys=True)
+        return "rules:" + hashlib.sha256(blob.encode()).hexdigest()
+
     @property
     def models(self) -> list[str]:
         """The model names this responder was configured for (empty: it answers any name)."""
@@ -188,6 +205,9 @@ class EchoResponder:
     """Answers with the last user message (or the prompt), at confidence 0.9."""
 
     models: list[str] = []
+
+    def content_identity(self) -> str:
+        return "echo"
 
     def __call__(self, body: dict[str, Any]) -> Reply:
         for message in reversed(body.get("messages") or []):
