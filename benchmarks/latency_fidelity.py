@@ -177,7 +177,7 @@ def main() -> int:
     for r in results:
         lag = "—" if r["lag_p95"] is None else f"{r['lag_p95']:.2f}"
         cold = "—" if r["cold_start_ms"] is None else f"{r['cold_start_ms']:.1f}"
-        bound = "+%g/+%g %s" % (*BOUNDS[r["client"]], "ok" if r["within_bounds"] else "MISSED")
+        bound = "+{:g}/+{:g} {}".format(*BOUNDS[r["client"]], "ok" if r["within_bounds"] else "MISSED")
         print(f"{r['pair']:<14} {r['model']:<9} {r['ok']:>5} {r['errors']:>4} {r['excess_p50']:>8.2f} "
               f"{r['excess_p95']:>8.2f} {r['excess_max']:>8.2f} {lag:>8} {cold:>8}  {bound}")
     if args.json:

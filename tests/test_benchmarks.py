@@ -35,3 +35,18 @@ def test_store_and_report_scale_smoke(cli_env):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "insert 2,000 result rows" in proc.stdout and "MiB" in proc.stdout
     assert "0 model calls, 50 answers from the cache" in proc.stdout
+
+
+@pytest.mark.slow
+def test_latency_fidelity_smoke(tmp_path, cli_env):
+    out = tmp_path / "latency.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "latency_fidelity.py"), "--requests", "40", "--concurrency", "4",
+                           "--latency-ms", "5", "--no-check", "--json", str(out), "--workdir", str(tmp_path / "work")],
+                          capture_output=True, text=True, env=cli_env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())["results"]
+    assert sorted((r["pair"], r["model"], r["ok"], r["errors"]) for r in results) == [
+        ("lean+lean", "lean0", 40, 0), ("lean+lean", "lean1", 40, 0),
+        ("litellm+lean", "lean1", 40, 0), ("litellm+lean", "litellm0", 40, 0)]
+    assert all(r["lag_p95"] is not None and r["cold_start_ms"] is not None for r in results)
+    assert "bound (p50/p95)" in proc.stdout

@@ -10,10 +10,12 @@ import time
 import pytest
 from conftest import EMAILS, LABEL_SUITE, TEST_KEY, TRIAGE_RULES, write_jsonl
 
+from evalkit.analysis.summary import run_payload
 from evalkit.backends.served_identity import is_loopback
 from evalkit.config.loader import load_suite
 from evalkit.engine.loops import LagMonitor, run_on_threads
 from evalkit.engine.runner import run_suite
+from evalkit.report.terminal import render_table
 from evalkit.store import Store
 from evalkit.testing.devserver import DevServer
 from evalkit.testing.replies import Reply, RuleResponder
@@ -63,11 +65,18 @@ def test_warmup_runs_before_timing_and_is_never_a_result_or_cached(tmp_path):
         assert len(chat) == 2 * (6 + 3)
         for model in ("frontier", "tuned"):
             mine = [r.body for r in chat if r.model == model]
-            assert [m["messages"] for m in mine[:3]] == [m["messages"] for m in mine[3:6]]
+            # one at a time, on the dataset's first samples, before the first timed request
+            assert [m["messages"][-1]["content"] for m in mine[:3]] == [
+                f"Subject: {e['subject']}\n\n{e['body']}" for e in EMAILS[:3]]
         with Store(db, read_only=True) as store:
             rows = store.dicts("SELECT model, output, latency_ms, client_lag_ms, cache_hit FROM results "
                                "WHERE run_id = ?", [first.run_id])
             models = {m["model"]: m for m in store.run_models(first.run_id)}
+            payload = run_payload(store, first.run_id)
+        assert {n: (m["warmup_calls"], m["cold_start_ms"]) for n, m in payload["models"].items()} == {
+            n: (3, m["cold_start_ms"]) for n, m in models.items()}
+        assert "cold start (first warm-up request" in render_table(payload)
+        assert payload["models"]["tuned"]["metrics"]["client_lag_ms_p95"]["value"] is not None
         assert len(rows) == 12 and "cold" not in {r["output"] for r in rows}  # warm-up answers are not results
         assert all(r["client_lag_ms"] is not None and r["client_lag_ms"] >= 0 for r in rows)
         for m in models.values():

@@ -65,6 +65,8 @@ def _fmt(metric: str, v: dict[str, Any] | None) -> str:
     value = v["value"]
     if metric.startswith(("latency", "ttft")):
         text = f"{value:,.0f} ms"
+    elif metric.startswith("client_lag"):
+        text = f"{value:,.1f} ms"
     elif metric.startswith("cost"):
         text = f"${value:,.4f}"
     elif metric in ("n", "n_errors", "n_score_errors", "prompt_tokens", "completion_tokens"):
@@ -97,4 +99,8 @@ def render_table(payload: dict[str, Any]) -> str:
         table.add_row(metric, *cells)
     buffer = io.StringIO()
     Console(file=buffer, width=160, color_system=None).print(table)
-    return buffer.getvalue().rstrip()
+    cold = [f"{n} {payload['models'][n]['cold_start_ms']:,.0f} ms" for n in names
+            if payload["models"][n].get("cold_start_ms") is not None]
+    note = ("\ncold start (first warm-up request, kept out of the latency figures): " + " · ".join(cold)
+            if cold else "")
+    return buffer.getvalue().rstrip() + note
