@@ -112,7 +112,8 @@ def launch_specs(loaded: LoadedSuite,
         served = spec.served_name or (Path(base).name if Path(base).exists() else spec.base_model)
         key = (base, served, tuple(spec.server_args))
         group = groups.setdefault(key, ServerSpec(base, served, tuple(spec.server_args),
-                                                  startup_timeout_s=spec.startup_timeout_s))
+                                                  startup_timeout_s=spec.startup_timeout_s,
+                                                  warmup=loaded.suite.run.warmup > 0))
         group.startup_timeout_s = max(group.startup_timeout_s, spec.startup_timeout_s)
         adapter = model.adapter_dir
         if spec.adapter and adapter is not None:
