@@ -254,10 +254,8 @@ class DevServer:
         return error_response(401, "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.")
 
     def content_identity(self) -> str:
-        """What this server's answers are made of, for a client's cache identity (``evalkit_content`` in
-        ``/v1/models``): the responder's own description (same rules → same identity, whatever the port),
-        or a token unique to this server instance when the responder cannot describe itself or faults
-        are scripted."""
+        """``evalkit_content`` in ``/v1/models``, for a cache identity: the responder's own description
+        (same rules, any port: same), else (or with faults) a token unique to this instance."""
         describe = getattr(self.responder, "content_identity", None)
         if callable(describe) and not self.faults:
             return str(describe())
