@@ -53,7 +53,7 @@ def test_kill_minus_nine_then_resume(trial, tmp_path, cli_env, email_rows):
                                   "--db", str(db), "--resume", run_id, "--quiet", "--no-cache"],
                                  env=cli_env, capture_output=True, text=True, timeout=120)
         assert resumed.returncode == 0, resumed.stderr
-        asked_again = {(r.model, by_prompt[r.body["messages"][-1]["content"]]) for r in server.requests}
+        asked_again = {(r.model, by_prompt[r.body["messages"][-1]["content"]]) for r in server.calls(path="/v1/chat/completions")}
         assert not asked_again & stored, "a sample stored before the crash was requested again"
         assert len(server.calls(path="/v1/chat/completions")) == 2 * N - len(stored)
     with Store(db, read_only=True) as store:

@@ -49,7 +49,7 @@ def test_two_shards_on_two_servers_merge_into_the_unsharded_run(make_suite, cli_
             assert proc.returncode == 0, proc.stderr
             parts.append(out)
         # each server answered only its own part, and the parts cover every sample once per model
-        sent = [{r.body["messages"][-1]["content"] for r in s.requests} for s in (one, two)]
+        sent = [{r.body["messages"][-1]["content"] for r in s.calls(path="/v1/chat/completions")} for s in (one, two)]
         assert sent[0] and sent[1] and not sent[0] & sent[1]
         assert len(one.calls(path="/v1/chat/completions")) + len(two.calls(path="/v1/chat/completions")) == 2 * len(rows)
         whole_db = tmp_path / "whole.duckdb"
