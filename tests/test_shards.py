@@ -10,7 +10,7 @@ from evalkit.errors import ConfigError
 from evalkit.store import Store
 
 # Timings and the GPU-hour cost (from measured wall time) differ between runs; everything else must not.
-TIMED = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95")
+TIMED = ("client_lag_ms_p95", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95")
 
 
 def _rows(n: int) -> list[dict[str, str]]:
