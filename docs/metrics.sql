@@ -27,6 +27,7 @@ SELECT
     quantile_cont(latency_ms, 0.99) FILTER (WHERE status = 'ok')      AS latency_ms_p99,
     quantile_cont(ttft_ms, 0.50) FILTER (WHERE status = 'ok')         AS ttft_ms_p50,
     quantile_cont(ttft_ms, 0.95) FILTER (WHERE status = 'ok')         AS ttft_ms_p95,
+    quantile_cont(client_lag_ms, 0.95) FILTER (WHERE status = 'ok')   AS client_lag_ms_p95,
     avg((status = 'error')::DOUBLE)                                   AS error_rate,
     sum(prompt_tokens)                                                AS prompt_tokens,
     sum(completion_tokens)                                            AS completion_tokens,

@@ -37,6 +37,8 @@ class Completion:
     resolved_model: str | None = None
     logprobs: list[dict[str, Any]] | None = None
     cost_usd: float | None = None
+    # How late the client's event loop ran while this call was timed (set by the runner; None: not measured).
+    client_lag_ms: float | None = None
     sent_params: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

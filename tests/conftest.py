@@ -104,6 +104,7 @@ run:
   concurrency: 4
   retries: 1
   bootstrap: 200
+  warmup: 0        # these tests count every call the server gets; warm-up is tested in test_warmup.py
 """
 
 

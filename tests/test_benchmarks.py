@@ -48,3 +48,17 @@ def test_open_loop_smoke(tmp_path, cli_env):
     assert [(p["client"], p["rate_per_s"], p["n_sent"], p["n_errors"]) for p in results["pacing"]] == [("vllm", 20.0, 20, 0)]
     assert [p["rate_per_s"] for p in results["goodput"]["points"]] == [5.0, 10.0]
     assert "goodput:" in proc.stdout
+
+
+def test_latency_fidelity_smoke(tmp_path, cli_env):
+    out = tmp_path / "latency.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "latency_fidelity.py"), "--requests", "40", "--concurrency", "4",
+                           "--latency-ms", "5", "--no-check", "--json", str(out), "--workdir", str(tmp_path / "work")],
+                          capture_output=True, text=True, env=cli_env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())["results"]
+    assert sorted((r["pair"], r["model"], r["ok"], r["errors"]) for r in results) == [
+        ("lean+lean", "lean0", 40, 0), ("lean+lean", "lean1", 40, 0),
+        ("litellm+lean", "lean1", 40, 0), ("litellm+lean", "litellm0", 40, 0)]
+    assert all(r["lag_p95"] is not None and r["cold_start_ms"] is not None for r in results)
+    assert "bound (p50/p95)" in proc.stdout

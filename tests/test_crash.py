@@ -36,7 +36,7 @@ def test_kill_minus_nine_then_resume(trial, tmp_path, cli_env, email_rows):
                                 stderr=subprocess.PIPE, start_new_session=True)
         kill_after = rng.randint(20, 2 * N - 40)  # requests seen by the server before the kill
         deadline = time.monotonic() + 60
-        while len(server.requests) < kill_after and proc.poll() is None and time.monotonic() < deadline:
+        while len(server.calls(path="/v1/chat/completions")) < kill_after and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -46,16 +46,16 @@ def test_kill_minus_nine_then_resume(trial, tmp_path, cli_env, email_rows):
             stored = {(m, s) for m, s in store.sql("SELECT model, sample_id FROM results WHERE run_id = ?", [run_id])}
             prompts = store.sql("SELECT sample_id, messages FROM samples WHERE run_id = ?", [run_id])
             by_prompt = {json.loads(msgs)[-1]["content"]: sid for sid, msgs in prompts}
-        asked_before = len(server.requests)
+        asked_before = len(server.calls(path="/v1/chat/completions"))
         assert len(stored) <= asked_before
         server.reset()
         resumed = subprocess.run([sys.executable, "-m", "evalkit.cli", "run", str(tmp_path / "suite.yaml"),
                                   "--db", str(db), "--resume", run_id, "--quiet", "--no-cache"],
                                  env=cli_env, capture_output=True, text=True, timeout=120)
         assert resumed.returncode == 0, resumed.stderr
-        asked_again = {(r.model, by_prompt[r.body["messages"][-1]["content"]]) for r in server.requests}
+        asked_again = {(r.model, by_prompt[r.body["messages"][-1]["content"]]) for r in server.calls(path="/v1/chat/completions")}
         assert not asked_again & stored, "a sample stored before the crash was requested again"
-        assert len(server.requests) == 2 * N - len(stored)
+        assert len(server.calls(path="/v1/chat/completions")) == 2 * N - len(stored)
     with Store(db, read_only=True) as store:
         per_model = store.sql("SELECT model, count(*), count(DISTINCT sample_id) FROM results WHERE run_id = ? "
                               "GROUP BY model ORDER BY model", [run_id])
@@ -73,7 +73,7 @@ def test_ctrl_c_flushes_and_prints_the_resume_command(tmp_path, cli_env, email_r
                                  "--db", str(db), "--quiet"], env=cli_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
-        while len(server.requests) < 40 and time.monotonic() < deadline:
+        while len(server.calls(path="/v1/chat/completions")) < 40 and time.monotonic() < deadline:
             time.sleep(0.01)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)

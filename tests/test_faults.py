@@ -74,4 +74,4 @@ def test_wrong_api_key_stops_the_model_at_once(faulty, tmp_path, monkeypatch):
     assert summary.status == "incomplete"
     assert {o.model: o.status for o in summary.outcomes} == {"frontier": "aborted", "tuned": "aborted"}
     assert all("401" in (o.error or "") or "Authentication" in (o.error or "") for o in summary.outcomes)
-    assert len(server.requests) <= 2 * 4  # stopped, not 6 samples × 3 attempts per model
+    assert len(server.calls(path="/v1/chat/completions")) <= 2 * 4  # stopped, not 6 samples × 3 attempts per model

@@ -56,17 +56,17 @@ def test_run_scores_stores_and_reports_every_metric(suite_path, triage_server, c
 def test_rerun_of_unchanged_suite_makes_no_model_call(suite_path, triage_server, cli_env, tmp_path):
     db = tmp_path / "e.duckdb"
     assert run_cli(["run", str(suite_path), "--db", str(db), "--quiet"], cli_env).returncode == 0
-    calls = len(triage_server.requests)
+    calls = len(triage_server.calls(path="/v1/chat/completions"))
     second = run_cli(["run", str(suite_path), "--db", str(db), "--json"], cli_env)
     assert second.returncode == 0, second.stderr
-    assert len(triage_server.requests) == calls
+    assert len(triage_server.calls(path="/v1/chat/completions")) == calls
     run_id = json.loads(second.stdout)["run"]["run_id"]
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*), bool_and(cache_hit), sum(attempts) FROM results WHERE run_id = ?",
                        [run_id]).fetchall() == [(12, True, 0)]
     con.close()
     third = run_cli(["run", str(suite_path), "--db", str(db), "--no-cache", "--quiet"], cli_env)
-    assert third.returncode == 0 and len(triage_server.requests) == calls + 12
+    assert third.returncode == 0 and len(triage_server.calls(path="/v1/chat/completions")) == calls + 12
 
 
 def test_resume_requests_only_missing_samples(suite_path, triage_server, cli_env, tmp_path):
@@ -76,11 +76,11 @@ def test_resume_requests_only_missing_samples(suite_path, triage_server, cli_env
     with Store(db) as store:  # as if the process died after storing half of the answers
         store.sql("DELETE FROM results WHERE run_id = ? AND sample_id IN ('e1', 'e2', 'e3')", [run_id])
         store.set_run_status(run_id, "interrupted")
-    before = len(triage_server.requests)
+    before = len(triage_server.calls(path="/v1/chat/completions"))
     resumed = run_cli(["run", str(suite_path), "--db", str(db), "--resume", run_id[:15], "--no-cache", "--json"],
                       cli_env)
     assert resumed.returncode == 0, resumed.stderr
-    assert len(triage_server.requests) - before == 6  # 3 samples × 2 models, nothing else
+    assert len(triage_server.calls(path="/v1/chat/completions")) - before == 6  # 3 samples × 2 models, nothing else
     with Store(db, read_only=True) as store:
         counts = store.sql("SELECT model, count(*), count(DISTINCT sample_id) FROM results WHERE run_id = ? "
                            "GROUP BY model ORDER BY model", [run_id])

@@ -42,7 +42,7 @@ models:
     api_base: {base}
     params: {{max_tokens: 40}}
     cost: {{input_per_mtok: 3, output_per_mtok: 15}}
-run: {{concurrency: 4, retries: 2, bootstrap: 100}}
+run: {{concurrency: 4, retries: 2, bootstrap: 100, warmup: 0}}
 """
 SCHEMA = {"type": "object", "required": ["total", "parts", "confidence"],
           "properties": {"total": {"type": "integer"}, "parts": {"type": "array", "items": {"type": "integer"}},

@@ -10,7 +10,7 @@ from evalkit.errors import ConfigError
 from evalkit.store import Store
 
 # Timings and the GPU-hour cost (from measured wall time) differ between runs; everything else must not.
-TIMED = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95",
+TIMED = ("client_lag_ms_p95", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95",
          # per second of wall time (a merged run's wall time is the parts' replica-seconds), and what depends on it
          "throughput_rps", "output_tokens_per_s", "replicas_needed", "break_even_requests_per_day")
 
@@ -51,9 +51,9 @@ def test_two_shards_on_two_servers_merge_into_the_unsharded_run(make_suite, cli_
             assert proc.returncode == 0, proc.stderr
             parts.append(out)
         # each server answered only its own part, and the parts cover every sample once per model
-        sent = [{r.body["messages"][-1]["content"] for r in s.requests} for s in (one, two)]
+        sent = [{r.body["messages"][-1]["content"] for r in s.calls(path="/v1/chat/completions")} for s in (one, two)]
         assert sent[0] and sent[1] and not sent[0] & sent[1]
-        assert len(one.requests) + len(two.requests) == 2 * len(rows)
+        assert len(one.calls(path="/v1/chat/completions")) + len(two.calls(path="/v1/chat/completions")) == 2 * len(rows)
         whole_db = tmp_path / "whole.duckdb"
         proc = run_cli(["run", str(suite), "--db", str(whole_db), "--quiet"], {**cli_env, "SHARD_BASE": one.url})
         assert proc.returncode == 0, proc.stderr
@@ -112,9 +112,9 @@ def test_resume_of_a_shard_keeps_its_samples(make_suite, triage_server, cli_env,
         held = {r[0] for r in store.sql("SELECT sample_id FROM samples WHERE run_id = ?", [rid])}
         assert held == {r["id"] for r in _rows(30) if Shard(1, 3).holds(r["id"])}
         store.sql("DELETE FROM results WHERE run_id = ? AND sample_id = ?", [rid, sorted(held)[0]])
-    calls = len(triage_server.requests)
+    calls = len(triage_server.calls(path="/v1/chat/completions"))
     proc = run_cli(["run", str(suite), "--db", str(db), "--resume", rid, "--quiet"], cli_env)
     assert proc.returncode == 0, proc.stderr
-    assert len(triage_server.requests) - calls <= 2  # at most the removed sample, once per model (others cached)
+    assert len(triage_server.calls(path="/v1/chat/completions")) - calls <= 2  # the removed sample, once per model (rest cached)
     with Store(db, read_only=True) as store:
         assert store.one("SELECT count(*) FROM results WHERE run_id = ?", [rid])[0] == 2 * len(held)

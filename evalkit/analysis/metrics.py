@@ -69,6 +69,8 @@ _INFO = [
     MetricInfo("latency_ms_p99", False, "99th percentile latency (ms)"),
     MetricInfo("ttft_ms_p50", False, "median time to first token of streamed calls (ms)"),
     MetricInfo("ttft_ms_p95", False, "95th percentile time to first token (ms)"),
+    MetricInfo("client_lag_ms_p95", False, "95th percentile of how late the client's event loop ran during a "
+               "call (ms): the harness's own share of the latency, at most"),
     MetricInfo("error_rate", False, "share of rows whose call failed after retries"),
     MetricInfo("prompt_tokens", None, "prompt tokens, summed"),
     MetricInfo("completion_tokens", None, "completion tokens, summed"),
@@ -198,6 +200,9 @@ def model_metrics(frame: pd.DataFrame, model: str, seed: int = 0, resamples: int
         out[f"latency_ms_p{q}"] = _percentile(latency, q)
     for q in (50, 95):
         out[f"ttft_ms_p{q}"] = _percentile(ttft, q)
+    lag = (frame["client_lag_ms"].to_numpy(dtype="float64", na_value=np.nan)[ok] if "client_lag_ms" in frame
+           else np.full(int(ok.sum()), np.nan))
+    out["client_lag_ms_p95"] = _percentile(lag, 95)
     prompt = frame["prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)
     completion = frame["completion_tokens"].to_numpy(dtype="float64", na_value=np.nan)
     for name, col in (("prompt_tokens", prompt), ("completion_tokens", completion)):
@@ -230,7 +235,8 @@ def confident_threshold(config: dict[str, Any] | None) -> float:
 
 
 METRIC_COLUMNS = ("model", "status", "correct", "quality", "schema_valid", "feasible", "confidence", "latency_ms",
-                  "ttft_ms", "prompt_tokens", "completion_tokens", "cost_usd", "score_error", "cache_hit")
+                  "ttft_ms", "prompt_tokens", "completion_tokens", "cost_usd", "score_error", "cache_hit",
+                  "client_lag_ms")
 
 
 def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int = 1000) -> list[dict[str, Any]]:

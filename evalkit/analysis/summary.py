@@ -6,7 +6,7 @@ Format ``evalkit.show/1``::
      "run": {"run_id", "suite", "suite_version", "status", "created_at", "finished_at",
              "n_samples", "repeats", "suite_hash", "dataset_hash", "git_commit", "git_dirty",
              "evalkit_version"},
-     "models": {NAME: {"provider", "model_ref", "status", "error",
+     "models": {NAME: {"provider", "model_ref", "status", "error", "warmup_calls", "cold_start_ms",
                        "metrics": {METRIC: {"value", "ci_low", "ci_high", "n",
                                             "higher_is_better"}},
                        "cost": {"basis": "always-on" | "per-call", "volume_per_day",
@@ -15,6 +15,8 @@ Format ``evalkit.show/1``::
                                 "cost_per_call", "baseline", "break_even_requests_per_day",
                                 "break_even_stays_cheaper_from", "break_even_note", "note"}}}}
 
+``cold_start_ms`` is the latency of the model's first warm-up request (``run.warmup``; null without one),
+kept out of every latency metric; ``warmup_calls`` counts the warm-up requests (not in ``n_calls``).
 Metric names are listed in :data:`evalkit.analysis.metrics.METRICS`; a metric that does not apply (e.g.
 ``feasible_rate`` without feasibility checks) has ``value: null``. ``cost`` is the cost model at the suite's
 ``run.volume_per_day`` (:func:`evalkit.analysis.capacity.model_cost`): ``throughput_source`` says where the
@@ -43,7 +45,8 @@ def run_payload(store: Store, run_id: str) -> dict[str, Any]:
     models: dict[str, Any] = {}
     for m in store.run_models(run_id):
         models[m["model"]] = {"provider": m["provider"], "model_ref": m["model_ref"], "status": m["status"],
-                              "error": m["error"], "metrics": {}}
+                              "error": m["error"], "warmup_calls": m.get("warmup_calls") or 0,
+                              "cold_start_ms": m.get("cold_start_ms"), "metrics": {}}
     for row in store.metrics(run_id):
         entry = models.setdefault(row["model"], {"metrics": {}})
         info = METRICS.get(row["metric"])

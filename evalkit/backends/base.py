@@ -94,6 +94,17 @@ class Backend(Protocol):
         """What makes this model's answers what they are (for the cache key and provenance)."""
         ...
 
+    def prepare(self) -> None:
+        """Everything a first call would otherwise do on the clock (client imports and set-up, asking a
+        loopback server what it serves for :meth:`identity`); called once, before any timed request."""
+        ...
+
+    @property
+    def loop_group(self) -> str | None:
+        """Backends with the same group share one event loop (their client state is bound to one loop);
+        None: this model's requests get an event loop, and a thread, of their own."""
+        ...
+
     def engine_info(self) -> dict[str, Any] | None:
         """A self-started engine's PID, address, command and log (stored with the run); None otherwise."""
         ...
@@ -115,6 +126,13 @@ class BackendBase:
     capabilities = Capabilities()
 
     def engine_info(self) -> dict[str, Any] | None:
+        return None
+
+    def prepare(self) -> None:
+        return None
+
+    @property
+    def loop_group(self) -> str | None:
         return None
 
     def live_endpoint(self) -> tuple[str, str] | None:

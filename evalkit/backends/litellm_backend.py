@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from evalkit.backends.base import RETRYABLE_STATUS, BackendBase, retry_after_seconds
 from evalkit.backends.openai_http import convert_logprobs
 from evalkit.backends.registry import BuildContext
+from evalkit.backends.served_identity import is_loopback, served_identity
 from evalkit.config.model_specs import LiteLLMModel
 from evalkit.config.resolve import ResolvedModel, api_key
 from evalkit.errors import BackendError, ErrorKind
@@ -25,6 +28,29 @@ def import_litellm() -> Any:
     litellm.suppress_debug_info = True
     litellm.drop_params = False  # never drop a parameter silently: an unsupported one must fail
     return litellm
+
+
+_prepared: set[str] = set()
+
+
+def prepare_litellm_client(litellm: Any, kwargs: dict[str, Any]) -> None:
+    """Load what LiteLLM otherwise loads inside the first timed call: its default tokenizer (read on
+    every provider's request path) and the modules a mock answer of this model goes through."""
+    key = json.dumps({k: kwargs.get(k) for k in ("model", "api_base", "stream")}, default=str, sort_keys=True)
+    if key in _prepared:
+        return
+    get_encoding = getattr(getattr(litellm, "main", None), "_get_encoding", None)
+    if callable(get_encoding):
+        get_encoding()
+    else:
+        getattr(litellm, "encoding", None)
+    mock = {**{k: v for k, v in kwargs.items() if k not in ("stream", "stream_options")},
+            "messages": [{"role": "user", "content": "warm"}], "mock_response": "ok", "api_key": "no-key"}
+    try:
+        asyncio.run(litellm.acompletion(**mock))
+    except Exception:  # a set-up shortcut only: the real call reports any real problem
+        pass
+    _prepared.add(key)
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -143,10 +169,26 @@ class LiteLLMBackend(BackendBase):
         self.served_model = model.spec.model
         self._api_key = api_key
         self._litellm = import_litellm()
+        self._identity: dict[str, Any] = {"provider": "litellm", "model": self.spec.model,
+                                          "api_base": self.spec.api_base, "params": self.spec.params}
 
     def identity(self) -> dict[str, Any]:
-        return {"provider": "litellm", "model": self.spec.model, "api_base": self.spec.api_base,
-                "params": self.spec.params}
+        return self._identity
+
+    # LiteLLM caches its HTTP clients per process, each bound to the loop that made it: its models share one.
+    loop_group = "litellm"
+
+    def prepare(self) -> None:
+        """LiteLLM's first call spends ~0.4-0.7 s of set-up (the default tokenizer's load, provider
+        modules) — done here, before timing, through a mock answer of this very model; and a loopback
+        ``api_base`` becomes what that server serves."""
+        prepare_litellm_client(self._litellm, self._kwargs(ChatRequest(messages=[], params=dict(self.spec.params))))
+        base = self.spec.api_base
+        if is_loopback(base):
+            served_name = self.spec.model.split("/", 1)[1] if "/" in self.spec.model else self.spec.model
+            served = served_identity(base or "", served_name, self._api_key)
+            if served is not None:
+                self._identity = {**{k: v for k, v in self._identity.items() if k != "api_base"}, "server": served}
 
     def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.spec.model, **request.params}

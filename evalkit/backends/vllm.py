@@ -16,6 +16,7 @@ from typing import Any
 from evalkit.backends.base import BackendBase
 from evalkit.backends.openai_http import OpenAICompatibleClient
 from evalkit.backends.registry import BuildContext
+from evalkit.backends.served_identity import is_loopback, served_identity
 from evalkit.backends.vllm_launch import POOL, LaunchedServer, ServerSpec
 from evalkit.config.model_specs import VLLMModel
 from evalkit.config.resolve import ResolvedModel, api_key
@@ -39,11 +40,22 @@ class VLLMServerBackend(BackendBase):
         self.served_model = spec.adapter or (server.spec.served_name if server else spec.base_model)
         self._identity = identity or {"provider": "vllm", "api_base": spec.api_base, "base_model": spec.base_model,
                                       "adapter": spec.adapter, "params": spec.params}
+        self._api_key = api_key
         self._client = OpenAICompatibleClient(api_base or spec.api_base or "", self.served_model, api_key,
                                               max_connections)
 
     def identity(self) -> dict[str, Any]:
         return self._identity
+
+    def prepare(self) -> None:
+        """A server on loopback (``mode: connect``) is known by what it serves, not by its port."""
+        base = self.spec.api_base
+        if self.server is None and is_loopback(base) and self._identity.get("api_base") == base:
+            served = served_identity(base or "", self.served_model, self._api_key)
+            if served is not None:
+                self._identity = {**{k: v for k, v in self._identity.items() if k != "api_base"},
+                                  "server": served,
+                                  "adapter_sha256": (self.resolved.adapter or {}).get("weights_sha256")}
 
     def engine_info(self) -> dict[str, Any] | None:
         """The launched server's PID, address, command and log file (None when connecting)."""
@@ -100,7 +112,8 @@ def launch_specs(loaded: LoadedSuite,
         served = spec.served_name or (Path(base).name if Path(base).exists() else spec.base_model)
         key = (base, served, tuple(spec.server_args))
         group = groups.setdefault(key, ServerSpec(base, served, tuple(spec.server_args),
-                                                  startup_timeout_s=spec.startup_timeout_s))
+                                                  startup_timeout_s=spec.startup_timeout_s,
+                                                  warmup=loaded.suite.run.warmup > 0))
         group.startup_timeout_s = max(group.startup_timeout_s, spec.startup_timeout_s)
         adapter = model.adapter_dir
         if spec.adapter and adapter is not None:

@@ -225,6 +225,11 @@ class VLLMInProcessBackend(BackendBase):
     def identity(self) -> dict[str, Any]:
         return self._identity
 
+    @property
+    def loop_group(self) -> str | None:
+        """The models of one engine share its batching loop."""
+        return f"inprocess:{id(self.engine):x}"
+
     def engine_info(self) -> dict[str, Any]:
         return {"mode": "inprocess", **self.engine.info(),
                 "latency_note": "per-request latency is the wall time of the batch it ran in; "

@@ -3,7 +3,8 @@
 A run groups its launch-mode models by base model and server arguments; each group gets one
 ``python -m vllm.entrypoints.openai.api_server`` with ``--enable-lora`` and every adapter of the group
 as a ``--lora-modules`` entry, on a free loopback port. evalkit waits for ``/health`` (showing the
-server's last log lines when it dies or times out), and stops the server's whole process group when
+server's last log lines when it dies or times out), warms it with one one-token request (unless
+``run.warmup: 0``), and stops the server's whole process group when
 the last model using it is closed, when evalkit exits, or — through the kernel's parent-death
 signal — when evalkit itself is killed.
 """
@@ -74,6 +75,7 @@ class ServerSpec:
     server_args: tuple[str, ...]
     adapters: dict[str, Path] = field(default_factory=dict)
     startup_timeout_s: float = 600.0
+    warmup: bool = True  # one tiny request after /health: a fresh engine's first answer is its slowest
 
     def command(self, port: int) -> list[str]:
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.base_model,
@@ -97,6 +99,7 @@ class LaunchedServer:
         self.command = spec.command(self.port)
         self.log_path = Path(tempfile.mkstemp(prefix="evalkit-vllm-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
+        self.warm_ms: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -105,7 +108,7 @@ class LaunchedServer:
     def info(self) -> dict[str, Any]:
         """What the run records about the server (no secrets: the command holds paths and flags)."""
         return {"pid": self.pid, "api_base": self.api_base, "command": self.command[1:],
-                "log": str(self.log_path)}
+                "log": str(self.log_path), "warm_ms": self.warm_ms}
 
     def start(self) -> None:
         env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
@@ -116,7 +119,10 @@ class LaunchedServer:
             except OSError as exc:
                 raise EngineError(f"cannot start the vLLM server ({exc})") from exc
         try:
+            started = time.monotonic()
             self._wait_healthy()
+            if self.spec.warmup:
+                self._warm(self.spec.startup_timeout_s - (time.monotonic() - started))
         except BaseException:  # Ctrl-C while it boots included: never leave a half-started server behind
             self.stop()
             raise
@@ -146,6 +152,22 @@ class LaunchedServer:
         raise EngineError(f"the vLLM server for {self.spec.base_model} was not healthy after "
                           f"{self.spec.startup_timeout_s:.0f} s (raise startup_timeout_s if it is just slow); "
                           f"its last log lines:\n{tail}")
+
+    def _warm(self, budget_s: float) -> None:
+        """Send the base model one one-token request once healthy, so that the engine's first-request
+        set-up is done before any model is timed (the run's own warm-up follows per model). A failure
+        is left to the run's requests to report."""
+        body = json.dumps({"model": self.spec.served_name, "max_tokens": 1,
+                           "messages": [{"role": "user", "content": "Hello"}]}).encode()
+        request = urllib.request.Request(f"{self.api_base}/chat/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        start = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=max(10.0, budget_s)) as resp:
+                resp.read()
+            self.warm_ms = (time.perf_counter() - start) * 1000.0
+        except (urllib.error.URLError, OSError, ValueError):
+            self.warm_ms = None
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:

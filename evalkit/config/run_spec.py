@@ -1,4 +1,5 @@
-"""The suite's ``run`` section: how the models are called (concurrency, retries, cache, repeats, open-loop load)."""
+"""The suite's ``run`` section: how the models are called (concurrency, retries, cache, repeats, warm-up,
+open-loop load)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ class RunSpec(Strict):
     retries: int = Field(3, ge=0, le=20)
     cache: bool = True
     repeats: int = Field(1, ge=1, le=100)
+    warmup: int = Field(
+        4, ge=0, le=1000, description="Warm-up requests per model (on the first samples) before timing starts; "
+        "their answers are not results and never touch the cache; the first one's latency is the model's "
+        "cold_start_ms. 0: no warm-up.")
     seed: int = Field(0, description="Seed for bootstrap confidence intervals.")
     bootstrap: int = Field(1000, ge=0, le=100000, description="Bootstrap resamples (0: no CIs).")
     sequential_models: bool = Field(

@@ -1,8 +1,11 @@
 """Run a suite: every model over the same rendered samples, scored and stored as they finish.
 
 Everything that can be wrong with the suite, the data or the templates fails in :func:`prepare`,
-before any model is called. Models run concurrently, each with its own bounded pool of workers.
-Finished rows go to the store in batches (by count or every second), so a crash loses at most the
+before any model is called. Models run concurrently, each with its own bounded pool of workers on
+an event loop and thread of its own (:mod:`evalkit.engine.loops`), so one model's client work never
+lands in another's latency; each model is first warmed up (``run.warmup`` requests, not results) and
+timed after. Finished rows come back through a queue to this thread, which writes them to the store
+in batches (by count or every second, :mod:`evalkit.engine.writer`), so a crash loses at most the
 rows of the last second; ``--resume`` then redoes only what is missing, and the cache (same model
 identity, same messages, same parameters) answers from stored responses without calling the model.
 """
@@ -10,12 +13,14 @@ identity, same messages, same parameters) answers from stored responses without 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+import queue
 import random
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +34,10 @@ from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
 from evalkit.engine.arrivals import OpenLoop, PacingStats
 from evalkit.engine.lifecycle import create_run, finish, plan_resume
 from evalkit.engine.load import record_run_phase
+from evalkit.engine.loops import LagMonitor, LockedProgress, run_on_threads
 from evalkit.engine.pricing import call_cost, describe, measured_gpu_cost_per_row
 from evalkit.engine.progress import NullProgress, Progress
+from evalkit.engine.writer import ResultWriter
 from evalkit.errors import BackendError, EvalkitError, InterruptedRunError, ModelAbortedError
 from evalkit.interop.lm_eval import plan_retention, run_retention
 from evalkit.records import ChatRequest, Completion
@@ -39,8 +46,6 @@ from evalkit.scoring.prepare import Prepared, prepare
 from evalkit.store.db import Store, now
 from evalkit.store.rows import new_run_id, result_row
 
-FLUSH_ROWS = 256
-FLUSH_SECONDS = 1.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
 RETRY_AFTER_MAX_S = 120.0
@@ -64,6 +69,16 @@ class ModelOutcome:
     wall_s: float = 0.0
     pacing: PacingStats | None = None  # run.load: the open-loop phase (request i is todo[i])
     paced: list[tuple[str, int]] = field(default_factory=list)
+    warmup_latencies_ms: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class ModelPlan:
+    """What one model's loop is given: its requests, their cache keys and the answers already stored."""
+
+    todo: list[tuple[RenderedSample, int, ChatRequest]]
+    keys: list[str]
+    cached: dict[str, dict[str, Any]]
 
 
 @dataclass
@@ -76,33 +91,6 @@ class RunSummary:
     score_errors: list[ScoreErrorGroup] = field(default_factory=list)  # said at the end of the run
 
 
-class ResultWriter:
-    """Buffers finished rows and writes them to DuckDB in batches."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.buffer: list[dict[str, Any]] = []
-        self.written = 0
-        self._last = time.monotonic()
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.buffer.append(row)
-        if len(self.buffer) >= FLUSH_ROWS or time.monotonic() - self._last >= FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buffer:
-            rows, self.buffer = self.buffer, []
-            self.written += self.store.insert_results(rows)
-        self._last = time.monotonic()
-
-    async def flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            if time.monotonic() - self._last >= FLUSH_SECONDS:
-                self.flush()
-
-
 class SuiteRun:
     """One invocation of a run (new or resumed) over prepared samples."""
 
@@ -113,8 +101,11 @@ class SuiteRun:
         self.store = store
         self.run_id = run_id
         self.use_cache = use_cache and self.suite.run.cache
-        self.progress = progress
+        self.progress = LockedProgress(progress)
         self.writer = ResultWriter(store)
+        # Rows finished on the models' threads, written by this one (DuckDB: one connection, one thread).
+        self.rows: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self.closed: set[str] = set()  # models whose client was closed on its own loop
 
     def request_for(self, rendered: RenderedSample, model: str) -> ChatRequest:
         spec = self.suite.models[model]
@@ -127,9 +118,14 @@ class SuiteRun:
     async def call_with_retries(self, backend: Backend, request: ChatRequest) -> tuple[Completion, int]:
         """The answer and the number of attempts it took; BackendError after the last attempt."""
         attempts = self.suite.run.retries + 1
+        monitor = LagMonitor.of_running_loop()
         for attempt in range(1, attempts + 1):
             try:
-                return await backend.complete(request), attempt
+                mark = monitor.mark() if monitor else 0.0
+                completion = await backend.complete(request)
+                if monitor is not None:
+                    completion.client_lag_ms = monitor.lag_ms_since(mark)
+                return completion, attempt
             except BackendError as exc:
                 exc.attempts = attempt
                 if not exc.retryable or attempt == attempts:
@@ -151,13 +147,32 @@ class SuiteRun:
                           error=str(error) if error else None, error_kind=error.kind if error else None,
                           attempts=attempts, cache_hit=cache_hit, cache_key=key, cost_usd=cost, request_params=sent)
 
-    async def run_model(self, model: str, backend: Backend, todo: list[tuple[RenderedSample, int]]) -> ModelOutcome:
-        spec = self.suite.models[model]
-        outcome = ModelOutcome(model)
+    def plan(self, model: str, backend: Backend, todo: list[tuple[RenderedSample, int]]) -> ModelPlan:
+        """A model's requests, keyed by its identity (asked of the backend after :meth:`Backend.prepare`)."""
         identity = backend.identity()
         requests = [(r, rep, self.request_for(r, model)) for r, rep in todo]
         keys = [cache_key(identity, req, rep) for r, rep, req in requests]
-        cached = self.store.cached_responses(keys) if self.use_cache else {}
+        return ModelPlan(requests, keys, self.store.cached_responses(keys) if self.use_cache else {})
+
+    async def warm_up(self, model: str, backend: Backend, outcome: ModelOutcome) -> None:
+        """``run.warmup`` requests on the first samples, one at a time, before timing starts: not results,
+        never from or into the cache; the first one's latency is the model's cold start. A failure ends
+        the warm-up (the timed requests report it)."""
+        for rendered in self.p.rendered[:self.suite.run.warmup]:
+            try:
+                completion = await backend.complete(self.request_for(rendered, model))
+            except BackendError:
+                outcome.warmup_latencies_ms.append(None)
+                return
+            outcome.warmup_latencies_ms.append(completion.latency_ms)
+
+    async def run_model(self, model: str, backend: Backend, plan: ModelPlan) -> ModelOutcome:
+        """One model's request loop, on its own event loop: warm-up, then its bounded pool of workers."""
+        spec = self.suite.models[model]
+        outcome = ModelOutcome(model)
+        requests, keys, cached = plan.todo, plan.keys, plan.cached
+        if any(k not in cached for k in keys):
+            await self.warm_up(model, backend, outcome)
         self.progress.start(model, len(requests))
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(requests)):
@@ -179,7 +194,7 @@ class SuiteRun:
                                         prompt_tokens=hit["prompt_tokens"],
                                         completion_tokens=hit["completion_tokens"],
                                         latency_ms=hit["latency_ms"] or 0.0, ttft_ms=hit["ttft_ms"],
-                                        resolved_model=hit["resolved_model"],
+                                        resolved_model=hit["resolved_model"], client_lag_ms=hit["client_lag_ms"],
                                         logprobs=json.loads(hit["logprobs"]) if hit["logprobs"] else None,
                                         sent_params=json.loads(hit["request_params"]) if hit["request_params"] else {})
                 cost = hit["cost_usd"]
@@ -194,8 +209,8 @@ class SuiteRun:
                 outcome.calls += attempts
                 cost = call_cost(spec, completion) if completion else None
             score = self.p.scorer.score(rendered, completion) if completion else self.p.scorer.error_score()
-            self.writer.add(self._row(model, rendered, repeat, key, score, completion, error, attempts,
-                                      hit is not None, cost, request))
+            self.rows.put(self._row(model, rendered, repeat, key, score, completion, error, attempts,
+                                    hit is not None, cost, request))
             outcome.rows += 1
             self.progress.advance(model, score.correct, error is not None,
                                   completion.latency_ms if completion else None, hit is not None)
@@ -236,6 +251,8 @@ class SuiteRun:
     def _record_model(self, model: str, backend: Backend, status: str, outcome: ModelOutcome | None) -> None:
         spec = self.suite.models[model]
         previous = {m["model"]: m for m in self.store.run_models(self.run_id)}.get(model, {})
+        warmups = json.loads(previous.get("warmup_latencies_ms") or "[]") + (
+            outcome.warmup_latencies_ms if outcome else [])
         row = {
             "run_id": self.run_id, "model": model, "provider": spec.provider,
             "model_ref": backend.served_model,
@@ -248,6 +265,9 @@ class SuiteRun:
             "wall_s": (previous.get("wall_s") or 0.0) + (outcome.wall_s if outcome else 0.0),
             "n_calls": (previous.get("n_calls") or 0) + (outcome.calls if outcome else 0),
             "error": outcome.error if outcome else None,
+            "warmup_calls": len(warmups), "warmup_latencies_ms": warmups,
+            "cold_start_ms": previous.get("cold_start_ms") if previous.get("cold_start_ms") is not None
+            else (warmups[0] if warmups else None),
         }
         self.store.upsert_run_model(row)
 
@@ -259,25 +279,56 @@ class SuiteRun:
         if per_row is not None:
             self.store.fill_missing_cost(self.run_id, model, per_row)
 
-    async def execute(self, backends: dict[str, Backend]) -> list[ModelOutcome]:
-        todo_by_model: dict[str, list[tuple[RenderedSample, int]]] = {}
-        for model in self.p.models:
-            # Rows that failed are tried again on resume; a successful row is never re-requested.
-            self.store.delete_failed_results(self.run_id, model)
-            done = self.store.done_keys(self.run_id, model)
-            todo_by_model[model] = [(r, rep) for r in self.p.rendered for rep in range(self.suite.run.repeats)
-                                    if (r.sample.id, rep) not in done]
-            self._record_model(model, backends[model], "running", None)
-        flusher = asyncio.create_task(self.writer.flush_periodically())
+    async def run_loop_group(self, models: list[str], backends: dict[str, Backend],
+                             plans: dict[str, ModelPlan]) -> list[ModelOutcome]:
+        """The models that share one event loop (usually one model), side by side or one after another;
+        their clients are closed on this loop."""
+        monitor = LagMonitor.start()
         try:
             if self.suite.run.sequential_models:
-                outcomes = [await self.run_model(m, backends[m], todo_by_model[m]) for m in self.p.models]
-            else:
-                outcomes = await asyncio.gather(*(self.run_model(m, backends[m], todo_by_model[m])
-                                                  for m in self.p.models))
+                return [await self.run_model(m, backends[m], plans[m]) for m in models]
+            return list(await asyncio.gather(*(self.run_model(m, backends[m], plans[m]) for m in models)))
         finally:
-            flusher.cancel()
+            monitor.stop()
+            for m in models:
+                self.closed.add(m)
+                await backends[m].aclose()
+
+    def _run_threads(self, groups: list[list[str]], backends: dict[str, Backend],
+                     plans: dict[str, ModelPlan]) -> list[ModelOutcome]:
+        """Each loop group on its own thread (one group after another with ``sequential_models``), while
+        this thread writes the rows they finish."""
+        jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]]]] = [
+            ("+".join(g), functools.partial(self.run_loop_group, g, backends, plans)) for g in groups]
+        batches = [[job] for job in jobs] if self.suite.run.sequential_models else [jobs]
+        try:
+            results = run_on_threads(batches, lambda wait_s: self.writer.drain(self.rows, wait_s))
+        finally:
+            self.writer.drain(self.rows, 0)
             self.writer.flush()
+        order = {m: i for i, m in enumerate(self.p.models)}
+        return sorted((o for group in results for o in group), key=lambda o: order[o.model])
+
+    def execute(self, backends: dict[str, Backend]) -> list[ModelOutcome]:
+        todo_by_model: dict[str, list[tuple[RenderedSample, int]]] = {}
+        plans: dict[str, ModelPlan] = {}
+        groups: dict[str, list[str]] = {}
+        try:
+            for model in self.p.models:
+                # Rows that failed are tried again on resume; a successful row is never re-requested.
+                self.store.delete_failed_results(self.run_id, model)
+                done = self.store.done_keys(self.run_id, model)
+                todo_by_model[model] = [(r, rep) for r in self.p.rendered for rep in range(self.suite.run.repeats)
+                                        if (r.sample.id, rep) not in done]
+                backends[model].prepare()  # client set-up and the server's identity, before anything is timed
+                plans[model] = self.plan(model, backends[model], todo_by_model[model])
+                groups.setdefault(backends[model].loop_group or f"model:{model}", []).append(model)
+                self._record_model(model, backends[model], "running", None)
+            outcomes = self._run_threads(list(groups.values()), backends, plans)
+        finally:
+            rest = [b for m, b in backends.items() if m not in self.closed]
+            if rest:
+                asyncio.run(_close_all(rest))
         for outcome in outcomes:
             self._record_model(outcome.model, backends[outcome.model], outcome.status, outcome)
             if outcome.status == "complete":
@@ -319,7 +370,7 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
                 create_run(store, prepared, run_id, argv or sys.argv)
             suite_run = SuiteRun(prepared, store, run_id, use_cache, progress)
             try:
-                outcomes = _run_to_end(_execute_and_close(suite_run, backends))
+                outcomes = suite_run.execute(backends)
             except KeyboardInterrupt:
                 suite_run.writer.flush()
                 store.mark_models_interrupted(run_id, prepared.models)
@@ -342,18 +393,6 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         store.close()
 
 
-def _run_to_end(coro: Coroutine[Any, Any, list[ModelOutcome]]) -> list[ModelOutcome]:
-    """``asyncio.run``, closing the coroutine if a Ctrl-C lands before the loop starts it (no "coroutine …
-    was never awaited" warning)."""
-    try:
-        return asyncio.run(coro)
-    finally:
-        coro.close()  # a no-op for a coroutine that ran to its end
-
-
-async def _execute_and_close(suite_run: SuiteRun, backends: dict[str, Backend]) -> list[ModelOutcome]:
-    try:
-        return await suite_run.execute(backends)
-    finally:
-        for backend in backends.values():
-            await backend.aclose()
+async def _close_all(backends: list[Backend]) -> None:
+    for backend in backends:
+        await backend.aclose()

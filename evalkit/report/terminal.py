@@ -65,6 +65,8 @@ def _fmt(metric: str, v: dict[str, Any] | None) -> str:
     value = v["value"]
     if metric.startswith(("latency", "ttft")):
         text = f"{value:,.0f} ms"
+    elif metric.startswith("client_lag"):
+        text = f"{value:,.1f} ms"
     elif metric.startswith("cost"):
         text = f"${value:,.4f}"
     elif metric in ("monthly_cost_usd",):
@@ -107,6 +109,10 @@ def render_table(payload: dict[str, Any]) -> str:
         line = cost_line(name, payload["models"][name].get("cost"))
         if line:
             console.print(line)
+    cold = [f"{n} {payload['models'][n]['cold_start_ms']:,.0f} ms" for n in names
+            if payload["models"][n].get("cold_start_ms") is not None]
+    if cold:
+        console.print("cold start (first warm-up request, kept out of the latency figures): " + " · ".join(cold))
     return buffer.getvalue().rstrip()
 
 

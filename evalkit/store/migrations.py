@@ -166,6 +166,12 @@ CREATE TABLE retention_samples (
     PRIMARY KEY (run_id, model, task, doc_id, metric, filter)
 );
 """),
+    (4, "warmup_and_client_lag", """
+ALTER TABLE run_models ADD COLUMN warmup_calls INTEGER;      -- warm-up requests sent before timing (not results)
+ALTER TABLE run_models ADD COLUMN warmup_latencies_ms JSON;  -- their latencies in order (null: a failed one)
+ALTER TABLE run_models ADD COLUMN cold_start_ms DOUBLE;      -- the first warm-up request's latency
+ALTER TABLE results ADD COLUMN client_lag_ms DOUBLE;         -- how late the client's event loop was during the call
+"""),
     (5, "load", """
 CREATE TABLE load_runs (
     load_id         VARCHAR PRIMARY KEY,
@@ -231,7 +237,7 @@ CREATE TABLE load_requests (
     PRIMARY KEY (load_id, rate_per_s, seq)
 );
 """),
-    (7, "run_error", """
+    (6, "run_error", """
 ALTER TABLE runs ADD COLUMN error VARCHAR;     -- why a run is failed or interrupted (NULL otherwise)
 """),
 ]

@@ -24,7 +24,7 @@ RESULT_SCHEMA = arrow_schema(
     ("finish_reason", pa.string()), ("resolved_model", pa.string()), ("request_params", pa.string()),
     ("logprobs", pa.string()), ("error", pa.string()), ("error_kind", pa.string()),
     ("attempts", pa.int32()), ("cache_hit", pa.bool_()), ("cache_key", pa.string()),
-    ("created_at", pa.timestamp("us")),
+    ("created_at", pa.timestamp("us")), ("client_lag_ms", pa.float64()),
 )
 SAMPLE_COLUMNS = ("position", "slice", "fields", "messages", "target")
 JSON_RESULT_COLUMNS = ("parsed", "schema_errors", "violations", "request_params", "logprobs")
@@ -76,7 +76,7 @@ class ResultQueries(StoreBase):
             return {}
         rows = self.dicts(
             "SELECT cache_key, output, finish_reason, prompt_tokens, completion_tokens, latency_ms, "
-            "ttft_ms, resolved_model, logprobs, cost_usd, request_params FROM results "
+            "ttft_ms, resolved_model, logprobs, cost_usd, request_params, client_lag_ms FROM results "
             "WHERE status = 'ok' AND cache_key IN (SELECT unnest(?::VARCHAR[])) "
             "QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY created_at DESC) = 1", [key_list])
         return {r["cache_key"]: r for r in rows}

@@ -38,7 +38,18 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from evalkit.testing.faults import Fault, FaultPlan, apply_fault, break_stream, error_response
-from evalkit.testing.replies import EchoResponder, Reply, Responder, chat_logprobs, legacy_logprobs, request_text, tokenize
+from evalkit.testing.replies import (
+    EchoResponder,
+    Reply,
+    Responder,
+    chat_logprobs,
+    cut_reply,
+    legacy_logprobs,
+    request_text,
+    sse_event,
+    tokenize,
+    wanted_logprobs,
+)
 
 __all__ = ["DevServer", "RequestRecord"]
 
@@ -56,32 +67,6 @@ class RequestRecord:
     body: dict[str, Any] | None
     time: float
     fault: str | None = None
-
-
-def _cut(reply_text: str, body: dict[str, Any]) -> tuple[list[str], str]:
-    """Reply tokens after ``stop`` and ``max_tokens``, and the finish_reason."""
-    stop = body.get("stop")
-    for s in [stop] if isinstance(stop, str) else stop or ():
-        if s and s in reply_text:
-            reply_text = reply_text[:reply_text.index(s)]
-    tokens = tokenize(reply_text)
-    limit = body.get("max_completion_tokens")
-    limit = body.get("max_tokens") if limit is None else limit
-    if isinstance(limit, int) and 0 <= limit < len(tokens):
-        return tokens[:limit], "length"
-    return tokens, "stop"
-
-
-def _wanted_logprobs(body: dict[str, Any], chat: bool) -> int | None:
-    """How many top alternatives were asked for; None: no logprobs at all."""
-    if chat:
-        return int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
-    k = body.get("logprobs")  # legacy: the number of alternatives, and 0 still asks for token logprobs
-    return k if isinstance(k, int) and not isinstance(k, bool) else None
-
-
-def _sse(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
 class DevServer:
@@ -112,6 +97,7 @@ class DevServer:
         self.counts: Counter[str] = Counter()
         self._log: deque[RequestRecord] = deque(maxlen=max_log)
         self._next_index = 0
+        self._instance = uuid.uuid4().hex  # the content identity of replies that cannot describe themselves
         self._shutdown_timeout_s = shutdown_timeout_s
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -254,6 +240,14 @@ class DevServer:
             return None
         return error_response(401, "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.")
 
+    def content_identity(self) -> str:
+        """``evalkit_content`` in ``/v1/models``, for a cache identity: the responder's own description
+        (same rules, any port: same), else (or with faults) a token unique to this instance."""
+        describe = getattr(self.responder, "content_identity", None)
+        if callable(describe) and not self.faults:
+            return str(describe())
+        return "instance:" + self._instance
+
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
 
@@ -265,7 +259,7 @@ class DevServer:
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": "evalkit-devserver"}
                 for name in sorted(self.models or ())]
-        return web.json_response({"object": "list", "data": data})
+        return web.json_response({"object": "list", "data": data, "evalkit_content": self.content_identity()})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._complete(request, chat=True)
@@ -315,7 +309,7 @@ class DevServer:
         except Exception as exc:  # a broken responder is the test's bug: say so in the answer
             return error_response(500, f"devserver responder failed: {type(exc).__name__}: {exc}")
         reply = Reply(reply) if isinstance(reply, str) else reply
-        tokens, finish = _cut(reply.text, body)
+        tokens, finish = cut_reply(reply.text, body)
         usage = {"prompt_tokens": len(tokenize(request_text(body))), "completion_tokens": len(tokens)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         delay_ms = reply.delay_s * 1000.0 if reply.delay_s is not None else self.latency_ms + extra_ms
@@ -329,7 +323,7 @@ class DevServer:
             return await self._stream(request, body, chat, model, reply, tokens, finish, usage, ttft, truncate)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000.0)
-        text, k = "".join(tokens), _wanted_logprobs(body, chat)
+        text, k = "".join(tokens), wanted_logprobs(body, chat)
         if chat:
             lp = chat_logprobs(tokens, reply, k) if k is not None else None
             choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
@@ -358,11 +352,11 @@ class DevServer:
                                 "created": int(time.time()), "model": model, "system_fingerprint": None}
         if include_usage:
             head["usage"] = None  # OpenAI sends usage: null on every chunk but the last
-        k = _wanted_logprobs(body, chat)
+        k = wanted_logprobs(body, chat)
         step = self.chunk_tokens
         chunks: list[bytes] = []
         if chat:
-            chunks.append(_sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+            chunks.append(sse_event({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                      "logprobs": None, "finish_reason": None}]}))
         offset = 0
         for start in range(0, len(tokens), step):
@@ -376,7 +370,7 @@ class DevServer:
                 lp = legacy_logprobs(part, reply, k, start, offset) if k is not None else None
                 choice = {"index": 0, "text": piece, "logprobs": lp, "finish_reason": None}
             offset += len(piece)
-            chunks.append(_sse({**head, "choices": [choice]}))
+            chunks.append(sse_event({**head, "choices": [choice]}))
         if truncate:  # half the content, then a clean end of the HTTP body: no finish_reason, no [DONE]
             chunks = chunks[: max(1, (len(chunks) + 1) // 2)] if end else chunks  # else: the caller breaks it
         else:
@@ -385,9 +379,9 @@ class DevServer:
                 last["delta"] = {}
             else:
                 last["text"] = ""
-            chunks.append(_sse({**head, "choices": [last]}))
+            chunks.append(sse_event({**head, "choices": [last]}))
             if include_usage:
-                chunks.append(_sse({**head, "choices": [], "usage": usage}))
+                chunks.append(sse_event({**head, "choices": [], "usage": usage}))
             chunks.append(b"data: [DONE]\n\n")
         if ttft_ms > 0:
             await asyncio.sleep(ttft_ms / 1000.0)

@@ -38,6 +38,8 @@ shared default. A reply may be written as a plain string instead of a mapping.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -141,6 +143,21 @@ class RuleResponder:
         self.per_model = dict(per_model or {})
         self.model_defaults = dict(model_defaults or {})
 
+    def content_identity(self) -> str:
+        """A hash of every reply this responder can give (delays left out: they do not change an answer)."""
+        def reply(r: Reply | str) -> list[Any]:
+            r = Reply(r) if isinstance(r, str) else r
+            return [r.text, r.confidence, r.alternatives]
+
+        def rules(rs: Sequence[Rule]) -> list[Any]:
+            return [[r.pattern, reply(r.reply)] for r in rs]
+
+        blob = json.dumps({"rules": rules(self.rules), "default": reply(self.default),
+                           "per_model": {m: rules(rs) for m, rs in self.per_model.items()},
+                           "model_defaults": {m: reply(r) for m, r in self.model_defaults.items()}},
+                          sort_keys=True)
+        return "rules:" + hashlib.sha256(blob.encode()).hexdigest()
+
     @property
     def models(self) -> list[str]:
         """The model names this responder was configured for (empty: it answers any name)."""
@@ -188,6 +205,9 @@ class EchoResponder:
     """Answers with the last user message (or the prompt), at confidence 0.9."""
 
     models: list[str] = []
+
+    def content_identity(self) -> str:
+        return "echo"
 
     def __call__(self, body: dict[str, Any]) -> Reply:
         for message in reversed(body.get("messages") or []):
@@ -246,3 +266,29 @@ def legacy_logprobs(tokens: Sequence[str], reply: Reply, k: int, first: int = 0,
         offset += len(tok)
     return {"tokens": list(tokens), "token_logprobs": [lp for _, lp, _ in rows],
             "top_logprobs": [dict(tops) for _, _, tops in rows], "text_offset": offsets}
+
+
+def cut_reply(reply_text: str, body: dict[str, Any]) -> tuple[list[str], str]:
+    """Reply tokens after ``stop`` and ``max_tokens``, and the finish_reason."""
+    stop = body.get("stop")
+    for s in [stop] if isinstance(stop, str) else stop or ():
+        if s and s in reply_text:
+            reply_text = reply_text[:reply_text.index(s)]
+    tokens = tokenize(reply_text)
+    limit = body.get("max_completion_tokens")
+    limit = body.get("max_tokens") if limit is None else limit
+    if isinstance(limit, int) and 0 <= limit < len(tokens):
+        return tokens[:limit], "length"
+    return tokens, "stop"
+
+
+def wanted_logprobs(body: dict[str, Any], chat: bool) -> int | None:
+    """How many top alternatives were asked for; None: no logprobs at all."""
+    if chat:
+        return int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
+    k = body.get("logprobs")  # legacy: the number of alternatives, and 0 still asks for token logprobs
+    return k if isinstance(k, int) and not isinstance(k, bool) else None
+
+
+def sse_event(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"

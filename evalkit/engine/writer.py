@@ -1,0 +1,48 @@
+"""The one writer of a run's results: rows finished on the models' threads, batched into DuckDB here."""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import Any
+
+from evalkit.store.db import Store
+
+FLUSH_ROWS = 256
+FLUSH_SECONDS = 1.0
+
+
+class ResultWriter:
+    """Buffers finished rows and writes them to DuckDB in batches."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.buffer: list[dict[str, Any]] = []
+        self.written = 0
+        self._last = time.monotonic()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.buffer.append(row)
+        if len(self.buffer) >= FLUSH_ROWS or time.monotonic() - self._last >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            rows, self.buffer = self.buffer, []
+            self.written += self.store.insert_results(rows)
+        self._last = time.monotonic()
+
+    def drain(self, rows: queue.SimpleQueue[dict[str, Any]], wait_s: float) -> None:
+        """Take the rows the models' threads finished (waiting up to ``wait_s`` for the first)."""
+        try:
+            row: dict[str, Any] | None = rows.get(timeout=wait_s) if wait_s > 0 else rows.get_nowait()
+        except queue.Empty:
+            row = None
+        while row is not None:
+            self.add(row)
+            try:
+                row = rows.get_nowait()
+            except queue.Empty:
+                row = None
+        if time.monotonic() - self._last >= FLUSH_SECONDS:
+            self.flush()
