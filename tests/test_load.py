@@ -41,6 +41,7 @@ models:
 run:
   bootstrap: 0
   retries: 0
+  warmup: 0  # the server's arrival times are the paced requests only
 {load}
 """
 

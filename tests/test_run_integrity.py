@@ -26,7 +26,7 @@ output: {type: label, labels: [ham, spam]}
 target: {field: label}
 models:
   m: {provider: vllm, api_base: "http://127.0.0.1:9/v1", base_model: b, stream: false}
-run: {concurrency: 4, retries: 0}
+run: {concurrency: 4, retries: 0, warmup: 0}
 """
 N_BIG = 200_000
 
@@ -94,7 +94,7 @@ def test_a_run_without_samples_is_planned_again_from_the_suite(tmp_path, cli_env
         resumed = run_cli(["run", str(tmp_path / "suite.yaml"), "--db", str(db), "--resume", run_id, "--quiet",
                            "--no-cache"], cli_env)
         assert resumed.returncode == 0, resumed.stderr
-        assert len(server.requests) == 10  # its --limit 5, for both models
+        assert len(server.calls(path="/v1/chat/completions")) == 10  # its --limit 5, for both models
     with Store(db, read_only=True) as store:
         assert store.get_run(run_id)["status"] == "complete"
         assert store.one("SELECT count(*), count(DISTINCT sample_id) FROM results WHERE run_id = ?", [run_id]) == (10, 5)
@@ -108,7 +108,7 @@ def test_a_run_without_samples_whose_suite_changed_is_refused_with_the_reason(tm
         server.reset()
         resumed = run_cli(["run", str(tmp_path / "suite.yaml"), "--db", str(db), "--resume", run_id, "--quiet"],
                           cli_env)
-        assert len(server.requests) == 0
+        assert len(server.calls(path="/v1/chat/completions")) == 0
     assert resumed.returncode == 2 and "the dataset changed since run" in resumed.stderr, resumed.stderr
     with Store(db, read_only=True) as store:
         assert store.get_run(run_id)["status"] == "running"

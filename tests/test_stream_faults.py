@@ -52,6 +52,7 @@ models:
 run:
   concurrency: 1
   retries: 2
+  warmup: 0  # a warm-up request would take the scripted fault
   timeout_s: {timeout}
   bootstrap: 0
 """

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from evalkit.engine.progress import Progress
+from evalkit.scoring.worker import STOP_REQUESTED
 
 TICK_S = 0.002
 # epoll waits in whole milliseconds, so a tick up to 1 ms late is the timer's resolution, not lag.
@@ -181,6 +182,7 @@ def run_on_threads(batches: list[list[tuple[str, Callable[[], Coroutine[Any, Any
     """
     results: list[Any] = []
     threads: list[LoopThread] = []
+    STOP_REQUESTED.clear()
     try:
         with fine_thread_switching(max((len(b) for b in batches), default=0)):
             for batch in batches:
@@ -192,6 +194,7 @@ def run_on_threads(batches: list[list[tuple[str, Callable[[], Coroutine[Any, Any
                         raise t.error
                     results.append(t.result)
     except BaseException:
+        STOP_REQUESTED.set()  # a loop blocked in a scorer or check stops waiting for it
         for t in threads:
             t.cancel()
         for t in threads:

@@ -155,7 +155,14 @@ def serve() -> None:
 
 
 # -- the parent ------------------------------------------------------------------------------
+# Set by the runner when it stops its model loops (Ctrl-C arrives on the main thread, while a model's loop,
+# on its own thread, may be blocked in a user function: its task's cancellation cannot run until it returns).
+STOP_REQUESTED = threading.Event()
+
+
 def _cancelled() -> bool:
+    if STOP_REQUESTED.is_set():
+        return True
     try:
         task = asyncio.current_task()
     except RuntimeError:

@@ -89,6 +89,8 @@ class StoreBase:
         except duckdb.InterruptException:
             raise KeyboardInterrupt from None
         except duckdb.Error as exc:
+            if "KeyboardInterrupt" in str(exc):  # Ctrl-C while DuckDB read a registered Arrow batch
+                raise KeyboardInterrupt from None
             translated = integrity.translate(exc, self.path)
             if translated is None:
                 raise
@@ -155,7 +157,12 @@ class StoreBase:
                 return 0
             rows = pa.Table.from_pylist(rows, schema=schema)
         view = f"_evalkit_{table}_batch"
-        self._con.register(view, rows)
+        try:
+            self._con.register(view, rows)
+        except duckdb.Error as exc:
+            if "KeyboardInterrupt" in str(exc):  # Ctrl-C while DuckDB read the batch's schema
+                raise KeyboardInterrupt from None
+            raise
         try:
             # DuckDB reports the rows an INSERT wrote; ON CONFLICT DO NOTHING leaves the skipped ones out.
             written = self.one(f"INSERT INTO {table} BY NAME SELECT * FROM {view}"
