@@ -94,7 +94,7 @@ models:
     api_base: ${{BENCH_BASE}}
     params: {{temperature: 0, max_tokens: 4}}
     stream: false
-run: {{concurrency: {concurrency}, timeout_s: 120, retries: 0, cache: false}}
+run: {{concurrency: {concurrency}, timeout_s: 120, retries: 0, cache: false, warmup: 0}}
 """
 
 INSPECT_TASK = """\

@@ -54,7 +54,7 @@ scoring:
   correct: {correct}
 models:
   m: {{provider: litellm, model: openai/m, api_base: {base}, params: {{max_tokens: 40}}}}
-run: {{bootstrap: 50}}
+run: {{bootstrap: 50, warmup: 0}}
 """
 
 
@@ -89,7 +89,7 @@ def test_custom_rule_separates_what_no_threshold_can(shipping):
     # the run records which rule decided correctness
     assert config["scoring"]["correct"]["scorer"] == "custom"
     assert config["scoring"]["correct"]["custom"] == "checks.py:right_carrier"
-    assert len(server.requests) == 4
+    assert len(server.calls(path="/v1/chat/completions")) == 4
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ Custom scorers and feasibility checks (every ``file.py:function`` of a suite, th
   :class:`UserCodeTimeout` raised; the next call starts a fresh child;
 - a Ctrl-C stops the wait at once: outside an event loop the ``KeyboardInterrupt`` itself, inside one
   the cancellation that asyncio's SIGINT handler puts on the running task (seen at the next slice), and
-  the child is killed. The child ignores SIGINT (no second traceback) and dies with its parent (Linux
-  ``PR_SET_PDEATHSIG``), so a looping scorer never outlives a run, not even a ``kill -9`` of it.
+  the child is killed. The child ignores SIGINT (no second traceback) and dies with its parent (a
+  watchdog thread), so a looping scorer never outlives a run, not even a ``kill -9`` of it.
 
 Values cross as pickles: the parsed answer, the target and the sample's fields (JSON values) go in; the
 result comes back with numpy scalars turned into Python ones. An exception raised by the function comes
@@ -112,13 +112,18 @@ def _plain(value: Any) -> Any:
 
 
 def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+    """Exit as soon as the parent process is gone. A watchdog thread polls the parent's pid rather than
+    ``PR_SET_PDEATHSIG``, which fires when the parent *thread* that started the child ends: the runner starts
+    the child from whichever model's loop thread scores first, and that thread ends before the others."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
 
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="evalkit-worker-watchdog", daemon=True).start()
 
 
 def serve() -> None:
@@ -182,6 +187,9 @@ def _rebuilt(name: str, message: str, blob: bytes | None) -> Exception:
     return rebuilt
 
 
+PARENT_ENV = "EVALKIT_WORKER_PARENT"  # the pid the child watches
+
+
 class Worker:
     """The parent's handle on the child process; started on first use, restarted after a kill."""
 
@@ -194,6 +202,7 @@ class Worker:
         self.kill()
         root = str(Path(__file__).resolve().parents[2])  # evalkit importable in the child as it is here
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        env[PARENT_ENV] = str(os.getpid())
         self._proc = subprocess.Popen(
             [sys.executable, "-c", "from evalkit.scoring.worker import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)

@@ -93,13 +93,18 @@ def size_damage(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
     row = con.execute("PRAGMA database_size").fetchone()
     if row is None or not path.is_file():
         return None
-    block_size, total_blocks = int(row[2]), int(row[3])
+    block_size, total_blocks, used_blocks = int(row[2]), int(row[3]), int(row[4])
     expected = HEADER_BYTES + block_size * total_blocks
     actual = os.path.getsize(path)
     if total_blocks == 0 or actual == expected:
         return None
+    # A checkpoint may truncate free blocks at the end of the file, so the file can be shorter than all the
+    # blocks the header counts — never shorter than the blocks in use.
+    needed = HEADER_BYTES + block_size * used_blocks
+    if actual < needed:
+        return f"the file is {actual:,} bytes but its blocks in use need {needed:,}: it was cut short"
     if actual < expected:
-        return f"the file is {actual:,} bytes but its header accounts for {expected:,}: it was cut short"
+        return None
     if (actual - expected) % block_size:
         return (f"the file is {actual:,} bytes, {actual - expected:,} more than its header accounts for and not "
                 f"a whole number of {block_size:,}-byte blocks: bytes were added or overwritten")
