@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import difflib
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,8 +33,10 @@ import pandas as pd
 from evalkit.analysis.bootstrap import FloatArray, paired_bootstrap, row_mean
 from evalkit.analysis.metrics import METRICS
 from evalkit.analysis.paired import PAIRED_METRICS, Pairing, flags, paired_deltas
+from evalkit.analysis.sample_counts import annotate_counts
 from evalkit.config.gate_specs import GateRule, WatchSpec
 from evalkit.errors import ConfigError
+from evalkit.store.db import Store
 
 RELATIVE_PREFIXES = ("latency_", "ttft_", "cost_", "cold_start")
 RELATIVE_SUFFIXES = ("_ms", "_tokens", "_tokens_mean", "_usd")
@@ -223,4 +225,13 @@ def watch_list(pairing: Pairing, deltas: Mapping[str, Mapping[str, Any]], rules:
             "checked": {"metrics": metrics, "slices": slices}, "not_judged": not_judged}
 
 
-__all__ = ["WatchItem", "check_watch", "covered", "margin_for", "margin_kind", "slice_rates", "watch_list"]
+__all__ = ["WatchItem", "add_counts_and_watch", "check_watch", "covered", "margin_for", "margin_kind", "slice_rates", "watch_list"]
+
+
+def add_counts_and_watch(report: dict[str, Any], store: Store, pairing: Pairing, rules: Sequence[GateRule] = (),
+                         watch: WatchSpec | None = None, seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
+    """Add the n of every number and the watch list to a gate or compare document (additions only): what
+    ``evalkit gate``, ``evalkit compare`` and the report all show."""
+    annotate_counts(report, store, pairing)
+    report["watch"] = watch_list(pairing, report["deltas"], rules, watch, seed, resamples)
+    return report

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,23 +13,6 @@ from evalkit.errors import ConfigError
 from evalkit.report.ci import render_compare
 
 EXIT_REGRESSION = 1  # a rule failed, or the verdict is inconclusive (without --allow-inconclusive)
-
-if TYPE_CHECKING:
-    from evalkit.analysis.paired import Pairing
-    from evalkit.config.gate_specs import GateRule, WatchSpec
-    from evalkit.store import Store
-
-
-def add_counts_and_watch(report: dict[str, Any], store: Store, pairing: Pairing, rules: Sequence[GateRule] = (),
-                         watch: WatchSpec | None = None, seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
-    """Add the n of every number and the watch list to a gate or compare document (additions only)."""
-    from evalkit.analysis.sample_counts import annotate_counts
-    from evalkit.analysis.watch import watch_list
-
-    annotate_counts(report, store, pairing)
-    report["watch"] = watch_list(pairing, report["deltas"], rules, watch, seed, resamples)
-    return report
-
 
 @click.command()
 @click.argument("run_id", default="latest")
@@ -45,6 +26,7 @@ def compare(run_id: str, baseline: str, candidate: str, db: str | None, seed: in
             as_json: bool) -> None:
     """Paired comparison of two models of a run, or of one model across two runs."""
     from evalkit.analysis.paired import compare_document, pair, parse_side
+    from evalkit.analysis.watch import add_counts_and_watch
     from evalkit.store import Store
 
     with Store(db or default_db(), read_only=True) as store:
@@ -79,7 +61,7 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
     """Check the suite's gates: exit 0 pass, 1 fail or inconclusive, 2 bad input."""
     from evalkit.analysis.gates import check_rules, evaluate
     from evalkit.analysis.paired import pair, parse_side
-    from evalkit.analysis.watch import check_watch
+    from evalkit.analysis.watch import add_counts_and_watch, check_watch
     from evalkit.config.loader import line_of_key, load_suite
     from evalkit.engine.progress import default_progress
     from evalkit.report.ci import render_junit, render_markdown, render_text

@@ -33,7 +33,7 @@ from evalkit.config.shards import Shard
 from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
 from evalkit.engine.arrivals import OpenLoop, PacingStats
 from evalkit.engine.lifecycle import create_run, finish, plan_resume
-from evalkit.engine.load import record_run_phase
+from evalkit.engine.load import chat_request, record_run_phase
 from evalkit.engine.loops import LagMonitor, LockedProgress, run_on_threads
 from evalkit.engine.pricing import call_cost, describe, measured_gpu_cost_per_row
 from evalkit.engine.progress import NullProgress, Progress
@@ -108,12 +108,7 @@ class SuiteRun:
         self.closed: set[str] = set()  # models whose client was closed on its own loop
 
     def request_for(self, rendered: RenderedSample, model: str) -> ChatRequest:
-        spec = self.suite.models[model]
-        return ChatRequest(messages=rendered.messages, params=dict(spec.params),
-                           logprobs=self.suite.confidence.source == "logprobs",
-                           top_logprobs=self.suite.confidence.top_logprobs
-                           if self.suite.confidence.source == "logprobs" else 0,
-                           stream=spec.stream, timeout_s=self.suite.run.timeout_s)
+        return chat_request(self.p.loaded, model, rendered)  # the same request `evalkit load` sends
 
     async def call_with_retries(self, backend: Backend, request: ChatRequest) -> tuple[Completion, int]:
         """The answer and the number of attempts it took; BackendError after the last attempt."""

@@ -7,6 +7,8 @@ from typing import Any
 
 from evalkit.analysis.capacity import projection
 from evalkit.analysis.coverage import coverage_warnings
+from evalkit.analysis.watch import add_counts_and_watch
+from evalkit.config.gate_specs import WatchSpec
 from evalkit.errors import ConfigError
 from evalkit.report import charts
 from evalkit.report.costs import cost_section, routing_costs
@@ -102,7 +104,9 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
                               retention_pair_from_config(config),
                               str((config.get("gates") or {}).get("correction") or "none"),
                               max_score_errors=int((config.get("scoring") or {}).get("max_score_errors", 0)))
-        add_counts_and_watch(comparison, store, pairing, rules, config, resamples)
+        add_counts_and_watch(comparison, store, pairing, rules,
+                             WatchSpec.model_validate((config.get("gates") or {}).get("watch") or {}),
+                             int((config.get("run") or {}).get("seed", 0)), resamples)
         for r in comparison["regressions"]:
             for key in ("baseline_output", "candidate_output", "target"):
                 r[key] = _clip(r[key])
@@ -122,19 +126,6 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "load_curves": load_curves(store, run["suite_name"], names, colors),
         "score_errors": score_error_section(store, run_id),
     }
-
-
-def add_counts_and_watch(comparison: dict[str, Any], store: Store, pairing: Any, rules: list[Any],
-                         config: dict[str, Any], resamples: int) -> None:
-    """The n of every number and the watch list (with the run's stored ``gates.watch``), as ``evalkit gate``."""
-    from evalkit.analysis.sample_counts import annotate_counts
-    from evalkit.analysis.watch import watch_list
-    from evalkit.config.gate_specs import WatchSpec
-
-    annotate_counts(comparison, store, pairing)
-    spec = WatchSpec.model_validate((config.get("gates") or {}).get("watch") or {})
-    comparison["watch"] = watch_list(pairing, comparison["deltas"], rules, spec,
-                                     int((config.get("run") or {}).get("seed", 0)), resamples)
 
 
 def _routing(store: Store, run_id: str, volume_per_day: float) -> dict[str, Any] | None:
