@@ -319,3 +319,25 @@ def test_the_action_and_its_steps_pass_actionlint(tmp_path):
     (tmp_path / ".github" / "workflows" / "caller.yml").write_text(yaml.safe_dump(caller, sort_keys=False))
     result = subprocess.run([binary, "-no-color"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode != 0 and "no-such-input" in result.stdout
+
+
+def test_validate_json_names_what_the_stored_baseline_is_keyed_by(tmp_path):
+    import hashlib
+
+    from click.testing import CliRunner
+
+    from evalkit.cli import main
+
+    rows = [dict(EMAILS[i % 6], id=f"p{i:03d}") for i in range(12)]
+    write_jsonl(tmp_path / "data.jsonl", rows)
+    (tmp_path / "suite.yaml").write_text(SUITE)
+    env = {"FRONTIER_BASE": "http://127.0.0.1:9/v1", "TUNED_BASE": "http://127.0.0.1:9/v1", "EVALKIT_TEST_KEY": "k"}
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "suite.yaml"), "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["format"] == "evalkit.validate/1" and found["suite"] == "pr-gate" and found["samples"] == 12
+    assert found["dataset_sha256"] == hashlib.sha256((tmp_path / "data.jsonl").read_bytes()).hexdigest()
+    assert (found["baseline"], found["candidate"]) == ("frontier", "tuned")
+    # --no-cache only means something when the gate runs the suite first
+    result = CliRunner().invoke(main, ["gate", str(tmp_path / "suite.yaml"), "--no-cache"], env=env)
+    assert result.exit_code == 2 and "--no-cache only applies with --run-first" in result.output
