@@ -152,3 +152,14 @@ def judge_values(store: Store, run_id: str, config: dict[str, Any], seed: int,
             values["judge_position_disagreement"] = _mean((np.abs(ab - ba) > 1e-9).astype("float64"), resamples, rng)
         out[str(model)] = values
     return out
+
+
+def judge_summary(config: dict[str, Any]) -> dict[str, Any] | None:
+    """``evalkit show --json``'s ``judge`` block: who judged how (None without a judge); its metrics are the
+    judged models' ``judge_*`` metrics."""
+    raw = ((config or {}).get("scoring") or {}).get("judge")
+    if not raw:
+        return None
+    return {"model": raw.get("model"), "scale": raw.get("scale", [1, 5]), "pairwise": bool(raw.get("pairwise")),
+            "human": raw.get("human"), "human_model": human_rater_model(config) if raw.get("human") else None,
+            "reference": raw.get("reference") is not None}
