@@ -181,7 +181,7 @@ def test_a_garbling_judge_gives_score_errors_never_silent_zeros(tmp_path, monkey
     pairs = _sql(db, "SELECT j.score, CASE s.fields->>'human' WHEN 'pass' THEN 1.0 ELSE 0.0 END FROM judgements j "
                      "JOIN samples s USING (run_id, sample_id) WHERE j.model = 'frontier' AND j.kind = 'pointwise' "
                      "AND s.fields->>'human' IS NOT NULL ORDER BY sample_id")
-    judge_says, people_say = [p[0] for p in pairs], [p[1] for p in pairs]
+    judge_says, people_say = [int(p[0]) for p in pairs], [int(p[1]) for p in pairs]
     assert frontier["judge_kappa"]["n"] == 9
     assert frontier["judge_kappa"]["value"] == pytest.approx(cohen_kappa_score(judge_says, people_say))
     assert frontier["judge_agreement"]["value"] == pytest.approx(
