@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
+
 from evalkit.analysis.judge_metrics import agreement_rows, kappa_rows, spearman_rows
 from evalkit.config.judge_spec import JudgeSpec
 from evalkit.config.loader import load_suite
@@ -78,7 +79,9 @@ def test_kappa_against_a_hand_computed_case():
 
 @pytest.mark.slow  # importing scikit-learn takes over a second on two loaded cores
 def test_kappa_against_sklearn():
-        rng = np.random.default_rng(3)
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(3)
     for _ in range(20):
         j = rng.integers(0, 2, 40).astype(float)
         h = np.where(rng.random(40) < 0.7, j, 1 - j)
