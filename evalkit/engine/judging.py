@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from evalkit.backends import Backend, create_backends, release_servers
@@ -67,7 +67,8 @@ class JudgeOutcome:
 def judge_resolved(loaded: LoadedSuite, spec: JudgeSpec) -> ResolvedModel:
     """The judge as a model entry: the suite's own entry when it names one, else a LiteLLM model."""
     if spec.model in loaded.suite.models:
-        return resolve_model(loaded, spec.model)
+        own = resolve_model(loaded, spec.model)
+        return replace(own, concurrency=spec.concurrency) if spec.concurrency else own
     entry = LiteLLMModel(provider="litellm", model=spec.model, api_base=spec.api_base, api_key_env=spec.api_key_env,
                          params=spec.params, stream=False, cost=spec.cost)
     return ResolvedModel("judge", entry, "litellm", spec.concurrency or loaded.suite.run.concurrency)
