@@ -148,7 +148,7 @@ def test_judge_keys_are_checked(tmp_path, scorer, judge, message):
 
 @pytest.mark.parametrize("judge, rows, message", [
     ("  judge: {model: openai/j, rubric: r, human: human}", [{"id": "1", "q": "x", "human": 9}],
-     "sample '1': scoring.judge.human field 'human' holds 9 is not a point"),
+     "sample '1': scoring.judge.human field 'human' holds 9, which is not a point"),
     ("  judge: {model: openai/j, rubric: r, human: people}", [{"id": "1", "q": "x"}],
      "sample '1' has no field 'people'"),
     ("  judge: {model: openai/j, rubric: r, reference: '{{ answer }}'}", [{"id": "1", "q": "x"}],

@@ -209,3 +209,25 @@ def test_a_failing_judge_is_retried_and_its_failures_are_score_errors(tmp_path, 
     assert len(errors) == 1 and errors[0][0].startswith("judge call failed after 3 attempt(s)")
     # the judged rows' latency and tokens are the models' own: no judge request is in results
     assert _sql(db, "SELECT count(*) FROM results")[0][0] == 20
+
+
+def test_a_suite_model_can_be_the_judge_and_no_cache_asks_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVALKIT_JUDGE_KEY", KEY)
+    judge = JudgeResponder([("GOOD", 5)], default=2, judge_model="frontier", others=RuleResponder.from_dict(ANSWERS))
+    db = str(tmp_path / "m.duckdb")
+    with DevServer(judge, api_key=KEY) as server:
+        suite = _suite(tmp_path, server, scale="[1, 5]")
+        text = suite.read_text().replace("    model: openai/judge-1\n    api_base: " + server.url + "\n"
+                                         "    api_key_env: EVALKIT_JUDGE_KEY\n", "    model: frontier\n")
+        suite.write_text(text)
+        (tmp_path / "data.jsonl").write_text("".join(json.dumps({**r, "human": None}) + "\n" for r in ROWS))
+        ran = _run(suite, db)
+        assert ran.exit_code == 0, ran.output
+        assert _sql(db, "SELECT DISTINCT judge_model FROM judgements") == [("frontier",)]
+        asked = len(server.calls(model="frontier"))
+        again = _run(suite, db, "--no-cache")
+        assert again.exit_code == 0, again.output
+        # --no-cache: the models and the judge are all asked again (10 answers + 20 verdicts of frontier's)
+        assert len(server.calls(model="frontier")) == 2 * asked == 2 * (10 + 20)
+    # the judge's cost is the suite model's own price rule; the judged rows keep only their own calls
+    assert _sql(db, "SELECT count(*) FROM results WHERE model = 'frontier'")[0][0] == 20

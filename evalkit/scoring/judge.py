@@ -159,7 +159,7 @@ def human_score(spec: JudgeSpec, value: Any) -> float | None:
             return 1.0 if value.strip().lower() in ("yes", "1", "true") else 0.0
     score = scale_value(spec, value)
     if score is None:
-        raise ValueError(f"{value!r} is not a point of the judge's scale ({scale_words(spec)})")
+        raise ValueError(f"{value!r}, which is not a point of the judge's scale ({scale_words(spec)})")
     return score
 
 
