@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 
 from evalkit.cli import main
 from evalkit.testing.devserver import DevServer
-from evalkit.testing.faults import Fault
+from evalkit.testing.faults import Fault, FaultPlan
 from evalkit.testing.judge import JudgeResponder, Raw
 from evalkit.testing.replies import RuleResponder
 
@@ -231,3 +231,26 @@ def test_a_suite_model_can_be_the_judge_and_no_cache_asks_again(tmp_path, monkey
         assert len(server.calls(model="frontier")) == 2 * asked == 2 * (10 + 20)
     # the judge's cost is the suite model's own price rule; the judged rows keep only their own calls
     assert _sql(db, "SELECT count(*) FROM results WHERE model = 'frontier'")[0][0] == 20
+
+
+def test_a_judge_refusing_the_key_stops_being_asked_and_resume_judges_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVALKIT_JUDGE_KEY", KEY)
+    judge = JudgeResponder([("GOOD", 5)], default=1, judge_model="judge-1", others=RuleResponder.from_dict(ANSWERS))
+    db = str(tmp_path / "r.duckdb")
+    with DevServer(judge, api_key=KEY, faults=[Fault(kind="status", status=401, times=1, model="judge-1")]) as server:
+        suite = _suite(tmp_path, server, scale="[1, 5]")
+        (tmp_path / "data.jsonl").write_text("".join(json.dumps({**r, "human": None}) + "\n" for r in ROWS))
+        ran = _run(suite, db)
+        assert ran.exit_code == 0, ran.output
+        assert len(server.calls(model="judge-1")) == 1  # refused: the other 19 verdicts are not asked for
+        assert _sql(db, "SELECT count(*), count(DISTINCT error) FROM judgements WHERE status = 'error'") == [(20, 1)]
+        assert _sql(db, "SELECT count(*) FROM results WHERE starts_with(score_error, 'judge call failed')")[0][0] == 20
+        run_id = _sql(db, "SELECT run_id FROM runs")[0][0]
+        server.faults = FaultPlan(())  # the key works again
+        resumed = _run(suite, db, "--resume", run_id)
+        assert resumed.exit_code == 0, resumed.output
+        assert len(server.calls(model="judge-1")) == 1 + 20
+        assert len(server.calls(model="frontier")) == 10  # answers are not asked again
+    assert _sql(db, "SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FROM judgements") == [(20, 20)]
+    # GOOD answers score 5 (quality 1.0): frontier on s0-s4, tuned on the even samples
+    assert _sql(db, "SELECT count(score_error), sum(quality) FROM results") == [(0, 5 * 1.0 + 5 * 1.0)]
