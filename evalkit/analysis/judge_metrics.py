@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from evalkit.analysis.bootstrap import FloatArray, percentile_interval, resample_indices, seeded_rng
+from evalkit.analysis.bootstrap import (
+    FloatArray,
+    bootstrap,
+    percentile_interval,
+    resample_indices,
+    row_mean,
+    seeded_rng,
+)
 from evalkit.config.judge_spec import JudgeSpec
 from evalkit.scoring.judge import human_rater_model, human_score
 
@@ -92,9 +99,11 @@ def _paired(stat: Any, j: FloatArray, h: FloatArray, resamples: int, rng: np.ran
 
 
 def _mean(x: FloatArray, resamples: int, rng: np.random.Generator) -> Value:
+    """A mean with its bootstrap CI (few distinct values: the multinomial shortcut of :func:`bootstrap`)."""
     if len(x) == 0:
         return (None, None, None, 0)
-    return _paired(lambda a, _b: a.mean(axis=1), x, x, resamples, rng)
+    low, high = bootstrap(x, row_mean, resamples, rng)
+    return (float(x.mean()), low, high, len(x))
 
 
 def _spec(config: dict[str, Any]) -> JudgeSpec | None:
@@ -133,7 +142,9 @@ def judge_values(store: Store, run_id: str, config: dict[str, Any], seed: int,
         }
         point = rows[(rows["kind"] == "pointwise") & (rows["status"] == "ok")]
         if spec.human is not None and str(model) == human_rater_model(config):
-            humans = np.array([_human(spec, v) for v in point["human"]], dtype="float64")
+            texts = point["human"].astype(object).where(point["human"].notna(), None)
+            known = {t: _human(spec, t) for t in set(texts)}  # each distinct label read once
+            humans = np.array([known[t] for t in texts], dtype="float64")
             labelled = ~np.isnan(humans)
             j = point["score"].to_numpy(dtype="float64")[labelled]
             h = humans[labelled]
