@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from evalkit.analysis.judge_metrics import agreement_rows, kappa_rows, spearman_rows
+from evalkit.analysis.judge_metrics import agreement_rows, dense_codes, kappa_rows, spearman_rows
 from evalkit.config.judge_spec import JudgeSpec
 from evalkit.config.loader import load_suite
 from evalkit.errors import ConfigError
@@ -94,6 +94,11 @@ def test_spearman_with_ties_against_scipy():
         j = rng.integers(1, 6, 30).astype(float)
         h = np.clip(j + rng.integers(-1, 2, 30), 1, 5).astype(float)
         assert spearman_rows(j[None, :], h[None, :])[0] == pytest.approx(spearmanr(j, h).statistic)
+    continuous = rng.random((3, 25))  # not codes: ranked by sorting
+    people = rng.random((3, 25))
+    assert spearman_rows(continuous, people) == pytest.approx(
+        [spearmanr(a, b).statistic for a, b in zip(continuous, people)])
+    assert spearman_rows(dense_codes(j)[None, :], dense_codes(h)[None, :])[0] == pytest.approx(spearmanr(j, h).statistic)
     both = np.stack([rng.integers(1, 6, 30).astype(float) for _ in range(4)])
     other = np.stack([rng.integers(1, 6, 30).astype(float) for _ in range(4)])
     assert spearman_rows(both, other) == pytest.approx([spearmanr(a, b).statistic for a, b in zip(both, other)])

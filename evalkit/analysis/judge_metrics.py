@@ -65,10 +65,34 @@ def kappa_rows(j: FloatArray, h: FloatArray) -> FloatArray:
     return out
 
 
+MAX_CODES = 64
+
+
+def _row_ranks(m: FloatArray) -> FloatArray:
+    """Average ranks (ties share the mean of their positions) of each row; for rows of small non-negative
+    integers (a scale's dense codes) by counting, without sorting."""
+    k = int(m.max()) + 1 if m.size else 0
+    if not m.size or m.min() < 0 or k > MAX_CODES or not np.array_equal(m, np.floor(m)):
+        ranked: FloatArray = rankdata(m, axis=1)
+        return ranked
+    b = m.shape[0]
+    codes = m.astype(np.int64)
+    counts = np.bincount((np.arange(b)[:, None] * k + codes).ravel(), minlength=b * k).reshape(b, k)
+    average = np.cumsum(counts, axis=1) - counts + (counts + 1) / 2.0
+    out: FloatArray = np.take_along_axis(average, codes, axis=1)
+    return out
+
+
+def dense_codes(x: FloatArray) -> FloatArray:
+    """Each value's index among the distinct values (order kept, so ranks are unchanged)."""
+    codes: FloatArray = np.unique(x, return_inverse=True)[1].astype("float64").reshape(x.shape)
+    return codes
+
+
 def spearman_rows(j: FloatArray, h: FloatArray) -> FloatArray:
     """Spearman's rho row-wise (average ranks for ties); NaN where either side is constant."""
-    rj = rankdata(j, axis=1)
-    rh = rankdata(h, axis=1)
+    rj = _row_ranks(j)
+    rh = _row_ranks(h)
     rj -= rj.mean(axis=1, keepdims=True)
     rh -= rh.mean(axis=1, keepdims=True)
     den = np.sqrt((rj * rj).sum(axis=1) * (rh * rh).sum(axis=1))
@@ -149,8 +173,10 @@ def judge_values(store: Store, run_id: str, config: dict[str, Any], seed: int,
             j = point["score"].to_numpy(dtype="float64")[labelled]
             h = humans[labelled]
             values["judge_agreement"] = _paired(agreement_rows, j, h, resamples, rng)
-            values["judge_kappa" if spec.pass_fail else "judge_spearman"] = _paired(
-                kappa_rows if spec.pass_fail else spearman_rows, j, h, resamples, rng)
+            if spec.pass_fail:
+                values["judge_kappa"] = _paired(kappa_rows, j, h, resamples, rng)
+            else:  # on dense codes: the same ranks, counted instead of sorted
+                values["judge_spearman"] = _paired(spearman_rows, dense_codes(j), dense_codes(h), resamples, rng)
         pairs = rows[(rows["kind"] == "pairwise") & (rows["status"] == "ok")]
         if len(pairs):
             wide = pairs.pivot_table(index=["sample_id", "repeat"], columns="pair_order", values="score",
