@@ -254,3 +254,25 @@ def test_a_judge_refusing_the_key_stops_being_asked_and_resume_judges_again(tmp_
     assert _sql(db, "SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FROM judgements") == [(20, 20)]
     # GOOD answers score 5 (quality 1.0): frontier on s0-s4, tuned on the even samples
     assert _sql(db, "SELECT count(score_error), sum(quality) FROM results") == [(0, 5 * 1.0 + 5 * 1.0)]
+
+
+def test_a_judge_without_prices_is_costed_from_litellms_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVALKIT_JUDGE_KEY", KEY)
+    judge = JudgeResponder([("GOOD", 5)], default=1, judge_model="gpt-4o-mini", others=RuleResponder.from_dict(ANSWERS))
+    db = str(tmp_path / "p.duckdb")
+    with DevServer(judge, api_key=KEY) as server:
+        suite = _suite(tmp_path, server, scale="[1, 5]")
+        suite.write_text(suite.read_text().replace("openai/judge-1", "openai/gpt-4o-mini"))
+        (tmp_path / "data.jsonl").write_text("".join(json.dumps({**r, "human": None}) + "\n" for r in ROWS))
+        ran = _run(suite, db)
+        assert ran.exit_code == 0, ran.output
+    import litellm
+
+    expected = 0.0
+    for prompt, completion in _sql(db, "SELECT prompt_tokens, completion_tokens FROM judgements WHERE model = 'tuned'"):
+        expected += sum(litellm.cost_per_token(model="openai/gpt-4o-mini", prompt_tokens=prompt,
+                                               completion_tokens=completion))
+    show = json.loads(CliRunner().invoke(main, ["show", "latest", "--db", db, "--json"]).stdout)
+    tuned = show["models"]["tuned"]["metrics"]
+    assert expected > 0 and tuned["judge_cost_usd"]["value"] == pytest.approx(expected)
+    assert tuned["cost_usd"]["value"] is None  # the judged model has no price of its own: the judge's is not its
