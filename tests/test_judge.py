@@ -170,3 +170,24 @@ def test_judge_problems_fail_before_any_call(tmp_path, judge, rows, message):
     with pytest.raises(Exception, match=message.replace("[", r"\[").replace("{", r"\{")) as caught:
         prepare(loaded)
     assert "scoring.judge" in str(caught.value) or "sample" in str(caught.value)
+
+
+@pytest.mark.parametrize("threshold, correct", [(0.75, [True, False, False]), (None, [False, True, True])])
+def test_judged_quality_is_written_into_results(tmp_path, threshold, correct):
+    from evalkit.store import Store
+    from evalkit.store.db import now
+
+    with Store(tmp_path / "a.duckdb") as store:
+        store.insert_results([{"run_id": "r", "model": "m", "sample_id": f"s{i}", "repeat": 0, "status": "ok",
+                               "output": "x", "parsed": '"x"', "quality": 0.0, "correct": i > 0, "attempts": 1,
+                               "cache_hit": False, "cache_key": f"k{i}", "created_at": now()} for i in range(3)])
+        verdicts = [(1.0, None), (0.5, None), (None, "judge reply is not a JSON object: 'hm'")]
+        store.insert_judgements([{"run_id": "r", "model": "m", "sample_id": f"s{i}", "repeat": 0, "kind": "pointwise",
+                                  "pair_order": "-", "judge_model": "j", "status": "error" if e else "ok", "score": s,
+                                  "error": e, "cache_hit": False, "cache_key": f"j{i}", "created_at": now()}
+                                 for i, (s, e) in enumerate(verdicts)])
+        store.apply_judgements("r", "m", threshold)  # None: a scoring.correct rule decided correctness
+        rows = store.sql("SELECT quality, correct, score_error FROM results ORDER BY sample_id")
+    assert [r[0] for r in rows] == [1.0, 0.5, 0.0]
+    assert [r[1] for r in rows] == correct
+    assert [r[2] for r in rows] == [None, None, "judge reply is not a JSON object: 'hm'"]
