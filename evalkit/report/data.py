@@ -13,6 +13,7 @@ from evalkit.errors import ConfigError
 from evalkit.report import charts
 from evalkit.report.costs import cost_section, routing_costs
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
+from evalkit.report.judge import judge_section
 from evalkit.report.load import load_curves
 from evalkit.report.score_errors import score_error_section
 from evalkit.store.db import Store
@@ -125,6 +126,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
         "load_curves": load_curves(store, run["suite_name"], names, colors),
         "score_errors": score_error_section(store, run_id),
+        "judge": judge_section(store, run_id, config, metrics), "models_by_name": {m["name"]: m for m in models},
     }
 
 

@@ -67,14 +67,14 @@ def _fmt(metric: str, v: dict[str, Any] | None) -> str:
         text = f"{value:,.0f} ms"
     elif metric.startswith("client_lag"):
         text = f"{value:,.1f} ms"
-    elif metric.startswith("cost"):
+    elif metric.startswith("cost") or metric == "judge_cost_usd":
         text = f"${value:,.4f}"
     elif metric in ("monthly_cost_usd",):
         text = f"${value:,.2f}"
     elif metric in ("throughput_rps", "output_tokens_per_s"):
         text = f"{value:,.2f}/s"
     elif metric in ("n", "n_errors", "n_score_errors", "prompt_tokens", "completion_tokens", "replicas_needed",
-                    "break_even_requests_per_day"):
+                    "break_even_requests_per_day", "judge_calls", "judge_errors"):
         text = f"{value:,.0f}"
     elif metric.endswith("_mean") and "tokens" in metric:
         text = f"{value:,.1f}"
