@@ -240,7 +240,7 @@ CREATE TABLE load_requests (
     (6, "run_error", """
 ALTER TABLE runs ADD COLUMN error VARCHAR;     -- why a run is failed or interrupted (NULL otherwise)
 """),
-    (8, "judgements", """
+    (7, "judgements", """
 CREATE TABLE judgements (
     run_id        VARCHAR NOT NULL,
     model         VARCHAR NOT NULL,            -- the judged model (pairwise: gates.candidate)
