@@ -57,13 +57,16 @@ def per_unit(features: FloatArray, groups: npt.NDArray[np.integer] | None) -> Fl
     return out
 
 
-def resampled_sums(units: FloatArray, resamples: int, rng: np.random.Generator) -> FloatArray:
-    """Column sums of ``resamples`` bootstrap resamples of the rows of ``units`` (units, f) → (resamples, f)."""
+def resampled_sums(units: FloatArray, resamples: int, rng: np.random.Generator,
+                   max_distinct: int = MAX_DISTINCT) -> FloatArray:
+    """Column sums of ``resamples`` bootstrap resamples of the rows of ``units`` (units, f) → (resamples, f).
+
+    Up to ``max_distinct`` distinct rows: multinomial counts over them; more: drawn indices, bincounted."""
     n = len(units)
     distinct, inverse, counts = np.unique(units, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     out = np.empty((resamples, units.shape[1]))
-    if len(distinct) <= MAX_DISTINCT:
+    if len(distinct) <= max_distinct:
         draws = rng.multinomial(n, counts / n, size=resamples)  # (resamples, distinct)
         out[:] = draws @ distinct
         return out
