@@ -219,6 +219,18 @@ def run_classes(frame: pd.DataFrame, labels: list[str]) -> list[str]:
     return class_order(labels, seen)
 
 
+REPORT_COLUMNS = ("model", "parsed", "schema_valid", "target_label")
+
+
+def run_class_reports(frame: pd.DataFrame, kind: str | None, labels: list[str]) -> dict[str, dict[str, Any]]:
+    """Every model's :func:`class_report` over the run's classes (a frame of :data:`REPORT_COLUMNS`); {} unless
+    the run's output is label or labels."""
+    if kind not in LABEL_KINDS or frame.empty:
+        return {}
+    classes = run_classes(frame, labels)
+    return {str(model): class_report(group, kind, labels, classes) for model, group in frame.groupby("model")}
+
+
 def label_spec(config: dict[str, Any] | None) -> tuple[str | None, list[str]]:
     """(output type, allowed labels) of a stored run config."""
     output = (config or {}).get("output") or {}

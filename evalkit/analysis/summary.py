@@ -13,7 +13,14 @@ Format ``evalkit.show/1``::
                                 "monthly_cost_usd", "replicas_needed", "min_replicas",
                                 "requests_per_second", "throughput_source", "gpu_usd_per_hour",
                                 "cost_per_call", "baseline", "break_even_requests_per_day",
-                                "break_even_stays_cheaper_from", "break_even_note", "note"}}}}
+                                "break_even_stays_cheaper_from", "break_even_note", "note"},
+                       "classification": {"kind": "label" | "labels", "classes", "n", "n_invalid",
+                                          "per_class": [{"label", "precision", "recall", "f1", "support",
+                                                         "predicted", "missed", "false_alarms"}],
+                                          "confusion": {"targets", "answers", "counts"}}}}}
+
+``classification`` is there for label and labels outputs only (``confusion``: single-label only; rows are the
+target classes, columns the answers, the last one ``(invalid)``; :mod:`evalkit.analysis.classification`).
 
 ``cold_start_ms`` is the latency of the model's first warm-up request (``run.warmup``; null without one),
 kept out of every latency metric; ``warmup_calls`` counts the warm-up requests (not in ``n_calls``).
@@ -26,9 +33,11 @@ replicas' requests/s come from ("stated", "goodput at SLO", "measured closed-loo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from evalkit.analysis.capacity import stored_costs
+from evalkit.analysis.classification import REPORT_COLUMNS, label_spec, run_class_reports
 from evalkit.analysis.metrics import METRICS
 from evalkit.store.db import Store
 
@@ -55,6 +64,11 @@ def run_payload(store: Store, run_id: str) -> dict[str, Any]:
             "higher_is_better": info.higher_is_better if info else None}
     for name, block in stored_costs(store, run_id).items():
         models.setdefault(name, {"metrics": {}})["cost"] = block
+    config = json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config")
+    kind, labels = label_spec(config)
+    if kind in ("label", "labels"):
+        for name, block in run_class_reports(store.results_frame(run_id, REPORT_COLUMNS), kind, labels).items():
+            models.setdefault(name, {"metrics": {}})["classification"] = block
     return {"format": SHOW_FORMAT, "run": run_info, "models": models}
 
 
