@@ -114,7 +114,7 @@ def _old_store(path: Path) -> None:
 
 def test_a_store_written_before_schema_7_is_converted(tmp_path: Path):
     _old_store(tmp_path / "old.duckdb")
-    with pytest.raises(StoreError, match=r"needs a schema upgrade \(6 → 7\)"):  # as for every migration
+    with pytest.raises(StoreError, match=r"needs a schema upgrade \(6 → "):  # as for every migration
         Store(tmp_path / "old.duckdb", read_only=True)
     with Store(tmp_path / "old.duckdb") as store:
         assert store.schema_version() == MIGRATIONS[-1][0]
