@@ -68,7 +68,7 @@ def fill_label_run(store: Store, run_id: str, kind: str, n: int = 300, seed: int
     store.create_run({"run_id": run_id, "suite_name": "s", "suite_hash": "h", "status": "complete", "created_at": now(),
                       "n_samples": n, "repeats": 1, "config": {"output": {"type": kind, "labels": LABELS}}})
     targets = []
-    for i in range(n):
+    for _ in range(n):
         if kind == "label":
             targets.append(str(rng.choice(["billing", "bug", "outage", "legacy"], p=[0.6, 0.25, 0.1, 0.05])))
         else:

@@ -122,7 +122,7 @@ def _f1_values(rows: LabelRows, kind: str, resamples: int, rng: np.random.Genera
     return {m: (float(point[m]), *cis[m], n) for m in names}
 
 
-def model_values(frame: pd.DataFrame, kind: str, labels: list[str], seed: int, model: str,
+def model_values(frame: pd.DataFrame, kind: str | None, labels: list[str], seed: int, model: str,
                  resamples: int) -> dict[str, Value]:
     """One model's classification metrics from its rows (columns target_label, parsed, schema_valid)."""
     if kind not in LABEL_KINDS:
@@ -138,7 +138,7 @@ def model_values(frame: pd.DataFrame, kind: str, labels: list[str], seed: int, m
     return out
 
 
-def paired_values(rows: pd.DataFrame, kind: str, labels: list[str], resamples: int, rng: np.random.Generator,
+def paired_values(rows: pd.DataFrame, kind: str | None, labels: list[str], resamples: int, rng: np.random.Generator,
                   confidence: float, groups: IndexArray) -> dict[str, tuple[Any, ...]]:
     """Candidate − baseline of each classification metric on paired rows (suffixes _b, _c): (baseline,
     candidate, delta, ci_low, ci_high, n), one set of resamples (whole samples when there are repeats)."""

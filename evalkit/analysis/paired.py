@@ -259,7 +259,7 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
                                                    confidence, in_conf).items():
             out[name] = Delta(name, *values)
     kind, labels = pairing.labels  # classification: after the rest, for the same reason
-    for name, values in paired_values(rows, kind or "", labels, resamples, rng, confidence, sample).items():
+    for name, values in paired_values(rows, kind, labels, resamples, rng, confidence, sample).items():
         out[name] = Delta(name, *values)
     return out
 

@@ -2,8 +2,9 @@
 each model's per-class table and confusion matrix side by side, and the difference (candidate − baseline).
 
 Heat-map cells carry their shade as an inline style computed here: right answers (the diagonal) shade
-blue by their share of the largest of them, errors red by their share of the largest error; a difference shades by its size, green where the candidate does better (more on
-the diagonal, fewer off it), red where it does worse.
+blue by their share of the largest of them, errors red by their share of the largest error; a difference
+shades by its size, green where the candidate does better (more on the diagonal, fewer off it), red
+where it does worse.
 """
 
 from __future__ import annotations
