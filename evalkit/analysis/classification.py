@@ -40,16 +40,43 @@ METRICS_OF = {"label": ("macro_f1", "weighted_f1"), "labels": ("micro_f1", "macr
 Value = tuple[float | None, float | None, float | None, int]  # value, ci_low, ci_high, n
 
 
-def _json(text: Any) -> Any:
-    if text is None or (isinstance(text, float) and np.isnan(text)):
-        return None
-    return json.loads(text) if isinstance(text, str) else text
-
-
 def _as_set(value: Any) -> set[str]:
-    if value is None:
-        return set()
     return {str(v) for v in value} if isinstance(value, list) else {str(value)}
+
+
+@dataclass(frozen=True)
+class Coded:
+    """A column of label values, factorised: ``codes[i]`` indexes ``sets`` (-1: none — a null target, or an
+    answer that is not valid). Each distinct JSON text is parsed once."""
+
+    codes: npt.NDArray[np.int64]
+    sets: list[set[str]]
+
+    def seen(self, mask: npt.NDArray[np.bool_]) -> set[str]:
+        out: set[str] = set()
+        for code in np.unique(self.codes[mask]):
+            if code >= 0:
+                out |= self.sets[code]
+        return out
+
+    def indicator(self, classes: list[str]) -> npt.NDArray[np.bool_]:
+        """(rows, classes) membership; rows with code -1 are all False."""
+        index = {c: j for j, c in enumerate(classes)}
+        table = np.zeros((len(self.sets) + 1, len(classes)), dtype=bool)  # the last row: no label
+        for i, labels in enumerate(self.sets):
+            for c in labels:
+                if c in index:
+                    table[i, index[c]] = True
+        out: npt.NDArray[np.bool_] = table[np.where(self.codes >= 0, self.codes, len(self.sets))]
+        return out
+
+
+def _coded(column: pd.Series, usable: npt.NDArray[np.bool_] | None = None) -> Coded:
+    codes, uniques = pd.factorize(column.astype(object), use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    if usable is not None:
+        codes = np.where(usable, codes, -1)
+    return Coded(codes, [_as_set(json.loads(u) if isinstance(u, str) else u) for u in uniques])
 
 
 @dataclass(frozen=True)
@@ -61,13 +88,12 @@ class LabelRows:
     pred: npt.NDArray[np.bool_]
     invalid: npt.NDArray[np.bool_]
     keep: npt.NDArray[np.bool_]  # rows of the frame that have a target class
+    codes: npt.NDArray[np.int64]  # per kept row: equal for rows with the same target and answer
 
 
-def _row_sets(frame: pd.DataFrame, suffix: str = "") -> tuple[list[set[str] | None], list[set[str] | None]]:
-    targets = [None if (t := _json(v)) is None else _as_set(t) for v in frame[f"target_label{suffix}"]]
+def _row_sets(frame: pd.DataFrame, suffix: str = "") -> tuple[Coded, Coded]:
     valid = frame[f"schema_valid{suffix}"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    answers = [_as_set(_json(p)) if ok else None for p, ok in zip(frame[f"parsed{suffix}"], valid, strict=True)]
-    return targets, answers
+    return _coded(frame[f"target_label{suffix}"]), _coded(frame[f"parsed{suffix}"], valid)
 
 
 def class_order(labels: list[str], seen: set[str]) -> list[str]:
@@ -75,31 +101,14 @@ def class_order(labels: list[str], seen: set[str]) -> list[str]:
     return [label for label in labels if label in seen] + sorted(seen - set(labels))
 
 
-def label_rows(targets: list[set[str] | None], answers: list[set[str] | None], labels: list[str],
-               classes: list[str] | None = None) -> LabelRows:
-    keep = np.array([t is not None for t in targets], dtype=bool)
+def label_rows(targets: Coded, answers: Coded, labels: list[str], classes: list[str] | None = None) -> LabelRows:
+    keep = targets.codes >= 0
     if classes is None:
-        seen: set[str] = set()
-        for t, a in zip(targets, answers, strict=True):
-            if t is not None:
-                seen |= t | (a or set())
-        classes = class_order(labels, seen)
-    index = {c: j for j, c in enumerate(classes)}
-    kept = np.flatnonzero(keep)
-    truth = np.zeros((len(kept), len(classes)), dtype=bool)
-    pred = np.zeros_like(truth)
-    invalid = np.zeros(len(kept), dtype=bool)
-    for row, i in enumerate(kept):
-        for c in targets[i] or ():
-            truth[row, index[c]] = True
-        answer = answers[i]
-        if answer is None:
-            invalid[row] = True
-        else:
-            for c in answer:
-                if c in index:
-                    pred[row, index[c]] = True
-    return LabelRows(classes, truth, pred, invalid, keep)
+        classes = class_order(labels, targets.seen(keep) | answers.seen(keep))
+    truth, pred = targets.indicator(classes)[keep], answers.indicator(classes)[keep]
+    invalid = answers.codes[keep] < 0
+    codes = targets.codes[keep] * (len(answers.sets) + 1) + answers.codes[keep] + 1
+    return LabelRows(classes, truth, pred, invalid, keep, codes)
 
 
 def jaccard_rows(rows: LabelRows) -> FloatArray:
@@ -117,7 +126,7 @@ def _f1_values(rows: LabelRows, kind: str, resamples: int, rng: np.random.Genera
     names = [m for m in METRICS_OF[kind] if m != "jaccard"]
     cis: dict[str, tuple[float | None, float | None]] = {m: (None, None) for m in names}
     if resamples > 0 and n >= 2:
-        stats = f1_from_counts(*split(resampled_sums(features, resamples, rng), k))
+        stats = f1_from_counts(*split(resampled_sums(features, resamples, rng, codes=rows.codes), k))
         cis = {m: percentile_interval(stats[m]) for m in names}
     return {m: (float(point[m]), *cis[m], n) for m in names}
 
@@ -146,11 +155,8 @@ def paired_values(rows: pd.DataFrame, kind: str | None, labels: list[str], resam
         return {}
     targets, answers_b = _row_sets(rows, "_b")
     _, answers_c = _row_sets(rows, "_c")
-    seen: set[str] = set()
-    for t, a, c in zip(targets, answers_b, answers_c, strict=True):
-        if t is not None:
-            seen |= t | (a or set()) | (c or set())
-    classes = class_order(labels, seen)
+    keep = targets.codes >= 0
+    classes = class_order(labels, targets.seen(keep) | answers_b.seen(keep) | answers_c.seen(keep))
     side_b = label_rows(targets, answers_b, labels, classes)
     side_c = label_rows(targets, answers_c, labels, classes)
     n, k = int(side_b.keep.sum()), len(classes)
@@ -163,7 +169,11 @@ def paired_values(rows: pd.DataFrame, kind: str | None, labels: list[str], resam
     cis: dict[str, tuple[float | None, float | None]] = {m: (None, None) for m in names}
     units = per_unit(np.concatenate([fb, fc], axis=1), kept_groups)
     if resamples > 0 and len(units) >= 2:
-        sums = resampled_sums(units, resamples, rng)
+        codes = None
+        if len(units) == n:  # no repeats: equal (target, answer, answer) codes are equal units
+            cb, cc = pd.factorize(side_b.codes)[0].astype(np.int64), pd.factorize(side_c.codes)[0].astype(np.int64)
+            codes = cb * (int(cc.max()) + 1) + cc
+        sums = resampled_sums(units, resamples, rng, codes=codes)
         sb, sc = f1_from_counts(*split(sums[:, :3 * k], k)), f1_from_counts(*split(sums[:, 3 * k:], k))
         cis = {m: percentile_interval(sc[m] - sb[m], confidence) for m in names}
     out: dict[str, tuple[Any, ...]] = {
@@ -212,11 +222,8 @@ def class_report(frame: pd.DataFrame, kind: str, labels: list[str], classes: lis
 def run_classes(frame: pd.DataFrame, labels: list[str]) -> list[str]:
     """Every class a target or any model's valid answer of the run names (rows with a target)."""
     targets, answers = _row_sets(frame)
-    seen: set[str] = set()
-    for t, a in zip(targets, answers, strict=True):
-        if t is not None:
-            seen |= t | (a or set())
-    return class_order(labels, seen)
+    keep = targets.codes >= 0
+    return class_order(labels, targets.seen(keep) | answers.seen(keep))
 
 
 REPORT_COLUMNS = ("model", "parsed", "schema_valid", "target_label")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from evalkit.analysis.bootstrap import CHUNK_CELLS, MAX_DISTINCT, FloatArray
 
@@ -57,18 +58,38 @@ def per_unit(features: FloatArray, groups: npt.NDArray[np.integer] | None) -> Fl
     return out
 
 
+def row_codes(units: FloatArray) -> npt.NDArray[np.int64]:
+    """One integer per row, equal exactly for equal rows (columns factorised one after another: hash-based,
+    O(rows) per column, where ``np.unique(axis=0)`` sorts rows as opaque bytes)."""
+    code = np.zeros(len(units), dtype=np.int64)
+    for j in range(units.shape[1]):
+        column = units[:, j]
+        if not column.any():
+            continue
+        values, _ = pd.factorize(column)
+        code, _ = pd.factorize(code * (int(values.max()) + 1) + values)
+        code = code.astype(np.int64)
+    return code
+
+
 def resampled_sums(units: FloatArray, resamples: int, rng: np.random.Generator,
-                   max_distinct: int = MAX_DISTINCT) -> FloatArray:
+                   max_distinct: int | None = None, codes: npt.NDArray[np.integer] | None = None) -> FloatArray:
     """Column sums of ``resamples`` bootstrap resamples of the rows of ``units`` (units, f) → (resamples, f).
 
-    Up to ``max_distinct`` distinct rows: multinomial counts over them; more: drawn indices, bincounted."""
+    Up to ``max_distinct`` distinct rows (default: 2,048 or a sixteenth of the rows, whichever is more —
+    a multinomial draw costs about twenty times a drawn index per category): multinomial counts over them;
+    more: drawn indices, bincounted.
+    ``codes``: one integer per row, equal for equal rows, when the caller knows them (else :func:`row_codes`)."""
     n = len(units)
-    distinct, inverse, counts = np.unique(units, axis=0, return_inverse=True, return_counts=True)
+    _, first, inverse = np.unique(row_codes(units) if codes is None else codes, return_index=True,
+                                  return_inverse=True)
     inverse = inverse.reshape(-1)
+    distinct = units[first]
+    counts = np.bincount(inverse, minlength=len(first))
     out = np.empty((resamples, units.shape[1]))
-    if len(distinct) <= max_distinct:
+    if len(distinct) <= (max(MAX_DISTINCT, n // 16) if max_distinct is None else max_distinct):
         draws = rng.multinomial(n, counts / n, size=resamples)  # (resamples, distinct)
-        out[:] = draws @ distinct
+        out[:] = draws.astype(np.float64) @ distinct
         return out
     k = len(distinct)
     chunk = max(1, CHUNK_CELLS // max(n, k))
@@ -77,7 +98,7 @@ def resampled_sums(units: FloatArray, resamples: int, rng: np.random.Generator,
         idx = rng.integers(0, n, size=(b, n), dtype=np.int32 if n < 2**31 else np.int64)
         codes = inverse[idx] + (np.arange(b, dtype=np.int64) * k)[:, None]
         drawn = np.bincount(codes.ravel(), minlength=b * k).reshape(b, k)
-        out[start:start + b] = drawn @ distinct
+        out[start:start + b] = drawn.astype(np.float64) @ distinct
     return out
 
 
