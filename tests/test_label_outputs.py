@@ -147,3 +147,13 @@ def test_ticket_suites_run_and_gate_on_the_dev_server(tmp_path: Path, monkeypatc
     order = [*TAGS, "enterprise"]  # the suite's labels: target classes come in this order
     assert all(json.loads(t["target_label"]) == sorted(json.loads(t["target_label"]), key=order.index) for t in tagged)
     assert any(not t["schema_valid"] for t in tagged)  # "none" is not a label
+
+
+def test_gates_on_classification_metrics_need_a_label_output(make_suite):
+    base = LABEL_SUITE.format(base="http://127.0.0.1:9/v1") + "gates:\n  rules:\n    - {metric: METRIC, max_drop: 0.1}\n"
+    load_suite(make_suite(base.replace("METRIC", "macro_f1"), rows=[]))  # fine on a label output
+    with pytest.raises(ConfigError, match="gate metric 'micro_f1' needs output type labels"):
+        load_suite(make_suite(base.replace("METRIC", "micro_f1"), rows=[]))
+    text = base.replace("METRIC", "weighted_f1").replace("type: label\n  labels: [ham, spam]", "type: text")
+    with pytest.raises(ConfigError, match="'weighted_f1' needs output type label or labels .this suite's is 'text'"):
+        load_suite(make_suite(text.replace("source: logprobs", "source: none"), rows=[]))
