@@ -132,3 +132,29 @@ def test_a_store_written_before_schema_7_is_converted(tmp_path: Path):
         compute_run_metrics(store, "label", resamples=20)
         macro = {m["metric"]: m["value"] for m in store.metrics("label")}["macro_f1"]
         assert macro == pytest.approx((2 / 3 + 0 + 0) / 3)  # Ham: tp 1, fp 1; spam and other: missed
+
+
+def test_an_export_written_before_schema_7_is_upgraded_on_import(tmp_path: Path):
+    """Parquet files of an older export (string targets, no target_label) get schema 7's upgrade on import."""
+    from evalkit.store.parquet import export_run, import_runs
+
+    _old_store(tmp_path / "old.duckdb")
+    with Store(tmp_path / "old.duckdb") as store:
+        export_run(store, "label", tmp_path / "part")
+        export_run(store, "json", tmp_path / "part_json")
+    for folder in ("part", "part_json"):  # rewrite the samples as the older version wrote them
+        samples = str(tmp_path / folder / "samples.parquet")
+        con = duckdb.connect()
+        con.execute("COPY (SELECT * EXCLUDE (target_label) REPLACE (CASE WHEN json_type(target::JSON) IN "
+                    "('OBJECT', 'ARRAY') THEN to_json(target::VARCHAR)::VARCHAR ELSE target END AS target) "
+                    f"FROM read_parquet('{samples}')) TO '{samples}.new' (FORMAT parquet)")
+        con.close()
+        Path(samples + ".new").replace(samples)
+    with Store(tmp_path / "new.duckdb") as store:
+        import_runs(store, [tmp_path / "part"], run_id="label2")
+        import_runs(store, [tmp_path / "part_json"], run_id="json2")
+        classes = [r[0] for r in store.sql("SELECT target_label->>'$' FROM samples WHERE run_id = 'label2' "
+                                           "ORDER BY position")]
+        kinds = [r[0] for r in store.sql("SELECT json_type(target) FROM samples WHERE run_id = 'json2' "
+                                         "ORDER BY position")]
+    assert classes == ["Ham", "spam", "other"] and kinds == ["OBJECT", "ARRAY", "VARCHAR"]

@@ -6,6 +6,26 @@ at a known version. Column meanings are documented in the README ("DuckDB schema
 
 from __future__ import annotations
 
+# Schema 7's upgrade of samples written before it; also run on a run imported from an older Parquet export.
+# A target written as the JSON text of an object or a list (target.template: "{{ x | tojson }}") is a JSON value,
+# so target->>'field' works; stores written before kept it as a JSON string.
+JSON_TARGETS_SQL = """
+UPDATE samples SET target = json(target->>'$')
+WHERE json_type(target) = 'VARCHAR' AND json_valid(target->>'$')
+  AND json_type(json(target->>'$')) IN ('OBJECT', 'ARRAY'){and_run}"""
+# The class of a label target stored before: the allowed label it equals ignoring case (unless
+# output.case_sensitive) and surrounding whitespace, else its own text.
+TARGET_LABELS_SQL = """
+UPDATE samples SET target_label = to_json(coalesce((
+    SELECT any_value(l.label)
+    FROM (SELECT unnest(from_json(json_extract(r.config, '$.output.labels'), '["VARCHAR"]')) AS label) l
+    WHERE CASE WHEN coalesce(json_extract_string(r.config, '$.output.case_sensitive'), 'false') = 'true'
+               THEN trim(l.label) = trim(samples.target->>'$')
+               ELSE lower(trim(l.label)) = lower(trim(samples.target->>'$')) END), samples.target->>'$'))
+FROM runs r
+WHERE r.run_id = samples.run_id AND json_extract_string(r.config, '$.output.type') = 'label'
+  AND samples.target IS NOT NULL AND samples.target_label IS NULL{and_run}"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial", """
 CREATE TABLE runs (
@@ -240,26 +260,11 @@ CREATE TABLE load_requests (
     (6, "run_error", """
 ALTER TABLE runs ADD COLUMN error VARCHAR;     -- why a run is failed or interrupted (NULL otherwise)
 """),
-    (7, "json_targets_and_label_classes", """
--- A target written as the JSON text of an object or a list (target.template: "{{ x | tojson }}") is a JSON
--- value, so target->>'field' works; stores written before kept it as a JSON string: convert those.
-UPDATE samples SET target = json(target->>'$')
-WHERE json_type(target) = 'VARCHAR' AND json_valid(target->>'$')
-  AND json_type(json(target->>'$')) IN ('OBJECT', 'ARRAY');
+    (7, "json_targets_and_label_classes", JSON_TARGETS_SQL.format(and_run="") + """;
 ALTER TABLE samples ADD COLUMN target_label JSON;  -- label outputs: the target's class (an allowed label in
                                                    -- the suite's spelling, else its own text); labels outputs:
                                                    -- a list of them; NULL for other outputs
--- runs stored before: the class of a label target is the allowed label it equals ignoring case (unless
--- output.case_sensitive) and surrounding whitespace, else its own text
-UPDATE samples SET target_label = to_json(coalesce((
-    SELECT any_value(l.label)
-    FROM (SELECT unnest(from_json(json_extract(r.config, '$.output.labels'), '["VARCHAR"]')) AS label) l
-    WHERE CASE WHEN coalesce(json_extract_string(r.config, '$.output.case_sensitive'), 'false') = 'true'
-               THEN trim(l.label) = trim(samples.target->>'$')
-               ELSE lower(trim(l.label)) = lower(trim(samples.target->>'$')) END), samples.target->>'$'))
-FROM runs r
-WHERE r.run_id = samples.run_id AND json_extract_string(r.config, '$.output.type') = 'label'
-  AND samples.target IS NOT NULL;
+""" + TARGET_LABELS_SQL.format(and_run="") + """;
 -- the confusion matrix of every single-label run: rows with an answer that names no valid label (or a failed
 -- call) are predicted '(invalid)'
 CREATE VIEW confusion AS
