@@ -139,6 +139,73 @@ SELECT m.model,
 FROM model m CROSS JOIN run LEFT JOIN model b ON b.model = run.baseline
 ORDER BY m.model;
 
+-- name: classification
+-- label outputs (output.type: label). A row's target class is samples.target_label; its answer is the label it
+-- parsed to when schema-valid, else the class '(invalid)' (a miss for the target's class, never averaged over).
+-- Per class: tp, fp, fn; F1 = 2 tp / (2 tp + fp + fn); the averages run over the classes present (a target or a
+-- valid answer names them), as scikit-learn's f1_score with zero_division=0 does over the labels it sees.
+WITH label_rows AS (
+    SELECT r.model, s.target_label->>'$' AS t, CASE WHEN r.schema_valid THEN r.parsed->>'$' END AS p
+    FROM results r JOIN samples s USING (run_id, sample_id)
+    WHERE r.run_id = $run_id AND json_type(s.target_label) = 'VARCHAR'
+), classes AS (
+    SELECT DISTINCT model, t AS class FROM label_rows
+    UNION SELECT DISTINCT model, p FROM label_rows WHERE p IS NOT NULL
+), counts AS (
+    SELECT c.model, c.class,
+           count(*) FILTER (WHERE r.t = c.class AND r.p = c.class)                AS tp,
+           count(*) FILTER (WHERE r.p = c.class AND r.t <> c.class)               AS fp,
+           count(*) FILTER (WHERE r.t = c.class AND r.p IS DISTINCT FROM c.class) AS fn
+    FROM classes c JOIN label_rows r USING (model)
+    GROUP BY c.model, c.class
+)
+SELECT model,
+       avg(2 * tp / (2 * tp + fp + fn))                                   AS macro_f1,
+       sum((tp + fn) * 2 * tp / (2 * tp + fp + fn)) / sum(tp + fn)        AS weighted_f1
+FROM counts
+GROUP BY model
+ORDER BY model;
+
+-- name: multilabel
+-- labels outputs (output.type: labels): target_label and parsed are lists of labels. An invalid answer predicts
+-- no label (and has Jaccard 0); the per-label counts as above; micro_f1 sums them over the labels first; jaccard
+-- is |answer ∩ target| / |answer ∪ target| per row (1 when both are empty), averaged.
+WITH label_rows AS (
+    SELECT r.model, from_json(s.target_label, '["VARCHAR"]') AS t,
+           CASE WHEN r.schema_valid THEN from_json(r.parsed, '["VARCHAR"]') END AS p
+    FROM results r JOIN samples s USING (run_id, sample_id)
+    WHERE r.run_id = $run_id AND json_type(s.target_label) = 'ARRAY'
+), classes AS (
+    SELECT DISTINCT model, unnest(t) AS class FROM label_rows
+    UNION SELECT DISTINCT model, unnest(p) FROM label_rows WHERE p IS NOT NULL
+), counts AS (
+    SELECT c.model, c.class,
+           count(*) FILTER (WHERE list_contains(r.t, c.class) AND coalesce(list_contains(r.p, c.class), false))     AS tp,
+           count(*) FILTER (WHERE NOT list_contains(r.t, c.class) AND coalesce(list_contains(r.p, c.class), false)) AS fp,
+           count(*) FILTER (WHERE list_contains(r.t, c.class) AND NOT coalesce(list_contains(r.p, c.class), false)) AS fn
+    FROM classes c JOIN label_rows r USING (model)
+    GROUP BY c.model, c.class
+), f1 AS (
+    SELECT model,
+           2 * sum(tp) / (2 * sum(tp) + sum(fp) + sum(fn))                                   AS micro_f1,
+           avg(2 * tp / (2 * tp + fp + fn))                                                  AS macro_f1,
+           CASE WHEN sum(tp + fn) > 0
+                THEN sum((tp + fn) * 2 * tp / (2 * tp + fp + fn)) / sum(tp + fn) ELSE 0 END  AS weighted_f1
+    FROM counts
+    GROUP BY model
+), per_row AS (
+    SELECT model,
+           avg(CASE WHEN p IS NULL THEN 0
+                    WHEN len(list_distinct(list_concat(t, p))) = 0 THEN 1
+                    ELSE len(list_intersect(t, p)) / len(list_distinct(list_concat(t, p))) END) AS jaccard
+    FROM label_rows
+    GROUP BY model
+)
+SELECT model, coalesce(micro_f1, 0) AS micro_f1, coalesce(macro_f1, 0) AS macro_f1,
+       coalesce(weighted_f1, 0) AS weighted_f1, jaccard
+FROM per_row LEFT JOIN f1 USING (model)
+ORDER BY model;
+
 -- name: load_points
 -- open-loop load (`evalkit load`, `run.load`): each asked rate's figures from its requests
 -- (table load_requests; replace $load_id). Latency is measured from the send; e2e adds the queueing

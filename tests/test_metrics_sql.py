@@ -58,26 +58,72 @@ def fill_random_run(store: Store, run_id: str, n: int = 400, seed: int = 5, volu
     store.insert_results(rows)
 
 
+LABELS = ["billing", "bug", "outage", "account", "never"]  # 'never': neither a target nor an answer
+
+
+def fill_label_run(store: Store, run_id: str, kind: str, n: int = 300, seed: int = 9) -> None:
+    """A label (or multi-label) run of two models: imbalanced targets, one target class outside the labels,
+    a label only one model answers, invalid answers and failed calls."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    store.create_run({"run_id": run_id, "suite_name": "s", "suite_hash": "h", "status": "complete", "created_at": now(),
+                      "n_samples": n, "repeats": 1, "config": {"output": {"type": kind, "labels": LABELS}}})
+    targets = []
+    for _ in range(n):
+        if kind == "label":
+            targets.append(str(rng.choice(["billing", "bug", "outage", "legacy"], p=[0.6, 0.25, 0.1, 0.05])))
+        else:
+            targets.append(sorted(rng.choice(["billing", "bug", "outage"], int(rng.integers(0, 3)), replace=False)))
+    store.insert_samples([{"run_id": run_id, "sample_id": f"s{i}", "position": i, "slice": None, "fields": "{}",
+                           "messages": "[]", "target": json.dumps(t), "target_label": json.dumps(t)}
+                          for i, t in enumerate(targets)])
+    rows = []
+    for model, answers in (("a", ["billing", "bug", "outage"]), ("b", ["billing", "bug", "account"])):
+        store.upsert_run_model({"run_id": run_id, "model": model, "provider": "litellm", "status": "complete"})
+        for i, t in enumerate(targets):
+            error, invalid = rng.random() < 0.05, rng.random() < 0.08
+            if kind == "label":
+                answer = t if rng.random() < 0.6 else str(rng.choice(answers))
+            else:
+                answer = sorted(set(t) if rng.random() < 0.4 else rng.choice(answers, int(rng.integers(0, 3)), replace=False))
+            valid = not (error or invalid)
+            rows.append({"run_id": run_id, "model": model, "sample_id": f"s{i}", "repeat": 0,
+                         "status": "error" if error else "ok", "parsed": json.dumps(answer) if valid else None,
+                         "schema_valid": valid, "quality": float(valid and answer == t), "correct": valid and answer == t,
+                         "attempts": 1, "cache_hit": False, "cache_key": f"{run_id}{model}{i}", "created_at": now()})
+    store.insert_results(rows)
+
+
 @pytest.mark.parametrize("threshold", [None, 0.5])
 def test_stored_metrics_equal_documented_sql(tmp_path: Path, threshold: float | None):
     with Store(tmp_path / "m.duckdb") as store:
         config = None if threshold is None else {"confidence": {"confident_threshold": threshold}}
         fill_random_run(store, "r1", config=config)
-        compute_run_metrics(store, "r1", seed=0, resamples=100)
-        stored = {(r["model"], r["metric"]): r["value"] for r in store.metrics("r1")}
+        fill_label_run(store, "r2", "label")
+        fill_label_run(store, "r3", "labels")
+        stored = {}
+        for run_id in ("r1", "r2", "r3"):
+            compute_run_metrics(store, run_id, seed=0, resamples=100)
+            stored.update({(run_id, r["model"], r["metric"]): r["value"] for r in store.metrics(run_id)})
         queries = documented_queries()
         assert set(queries) == {"per_model", "tail5", "ece", "confidence_tails", "throughput", "capacity",
-                                "load_points", "judge"}  # load_points: tests/test_load.py; judge: below
-        assert stored[("b", "replicas_needed")] is not None and stored[("b", "break_even_requests_per_day")] is not None
+                                "classification", "multilabel", "load_points", "judge"}
+        # load_points: tests/test_load.py; judge: below
+        assert stored[("r1", "b", "replicas_needed")] is not None
+        assert stored[("r1", "b", "break_even_requests_per_day")] is not None
         checked = set()
         for name, sql in queries.items():
             if name in ("load_points", "judge"):
                 continue
+            run_id = {"classification": "r2", "multilabel": "r3"}.get(name, "r1")
             sql = sql.replace("$confident_threshold", str(0.9 if threshold is None else threshold))
-            for record in store.dicts(sql.replace("$run_id", "'r1'")):
+            found = store.dicts(sql.replace("$run_id", f"'{run_id}'"))
+            assert len(found) == 2, (name, found)
+            for record in found:
                 model = record.pop("model")
                 for metric, value in record.items():
-                    expected = stored[(model, metric)]
+                    expected = stored[(run_id, model, metric)]
                     if value is None or expected is None:
                         assert value is None and expected is None, (model, metric, value, expected)
                     else:

@@ -33,6 +33,7 @@ from evalkit.analysis.bootstrap import (
 )
 from evalkit.analysis.capacity import stored_cost_values, throughput
 from evalkit.analysis.judge_metrics import JUDGE_INFO, judge_values
+from evalkit.analysis.classification import label_spec, model_values
 
 if TYPE_CHECKING:
     from evalkit.store.db import Store
@@ -80,6 +81,12 @@ _INFO = [
     MetricInfo("cost_usd", False, "total cost of the rows that have one (USD)"),
     MetricInfo("cost_per_1k", False, "cost per 1,000 rows (USD), mean over priced rows × 1000"),
     MetricInfo("n_score_errors", False, "rows where a custom scorer or check raised"),
+    MetricInfo("macro_f1", True, "label outputs: unweighted mean of the per-class F1 over the classes present "
+               "(answers naming no valid label count as the class '(invalid)', a miss)"),
+    MetricInfo("weighted_f1", True, "label outputs: per-class F1 weighted by each class's support (targets)"),
+    MetricInfo("micro_f1", True, "labels outputs (multi-label): F1 of the per-label counts summed over labels"),
+    MetricInfo("jaccard", True, "labels outputs: mean per-sample |answer ∩ target| / |answer ∪ target| (1 when "
+               "both are empty, 0 for an invalid answer)"),
     MetricInfo("throughput_rps", True, "successful requested (not cached) rows per second of the model's wall time"),
     MetricInfo("output_tokens_per_s", True, "completion tokens of those rows per second of wall time"),
     MetricInfo("monthly_cost_usd", False, "monthly cost at run.volume_per_day: always-on replicas when "
@@ -238,17 +245,20 @@ def confident_threshold(config: dict[str, Any] | None) -> float:
 
 METRIC_COLUMNS = ("model", "status", "correct", "quality", "schema_valid", "feasible", "confidence", "latency_ms",
                   "ttft_ms", "prompt_tokens", "completion_tokens", "cost_usd", "score_error", "cache_hit",
-                  "client_lag_ms")
+                  "client_lag_ms", "parsed", "target_label")
 
 
 def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int = 1000) -> list[dict[str, Any]]:
     """Compute every model's metrics from the stored rows and replace the run's metric rows."""
     frame: pd.DataFrame = store.results_frame(run_id, METRIC_COLUMNS)
-    threshold = confident_threshold(_config(store, run_id))
+    config = _config(store, run_id)
+    threshold = confident_threshold(config)
+    kind, labels = label_spec(config)
     walls = {m["model"]: m["wall_s"] for m in store.run_models(run_id)}
     per_model: dict[str, dict[str, MetricValue]] = {}
     for model, group in frame.groupby("model", sort=True):
         out = per_model[str(model)] = model_metrics(group, str(model), seed, resamples, threshold)
+        out.update({k: MetricValue(*v) for k, v in model_values(group, kind, labels, seed, str(model), resamples).items()})
         rps, tokens_per_s = throughput(group, walls.get(str(model)))
         n_called = int(((group["status"] == "ok") & ~group["cache_hit"].fillna(False).astype(bool)).sum())
         out["throughput_rps"] = MetricValue(rps, n=n_called)

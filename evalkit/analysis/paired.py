@@ -44,6 +44,7 @@ from evalkit.analysis.bootstrap import (
     row_tail,
     stratified_sums,
 )
+from evalkit.analysis.classification import label_spec, paired_values
 from evalkit.analysis.metrics import confident_threshold
 from evalkit.analysis.tail_deltas import confidence_tail_deltas
 from evalkit.errors import ConfigError
@@ -55,7 +56,7 @@ PAIRED_METRICS = frozenset({
     "accuracy", "quality_mean", "error_rate", "schema_valid_rate", "feasible_rate", "valid_but_infeasible_rate",
     "tail5", "brier", "ece", "cost_per_1k", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95",
     "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95",
-    "tail5_brier", "confident_error_rate"})
+    "tail5_brier", "confident_error_rate", "macro_f1", "weighted_f1", "micro_f1", "jaccard"})
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Pairing:
     only_candidate: list[str] = field(default_factory=list)
     unpaired_repeats: dict[str, int] = field(default_factory=lambda: {"baseline": 0, "candidate": 0})
     confident_threshold: float = 0.9  # confident_error_rate's, from the candidate run's config
+    labels: tuple[str | None, list[str]] = (None, [])  # output type and allowed labels (candidate run's config)
 
 
 def _load(store: Store, side: Side) -> pd.DataFrame:
@@ -118,7 +120,7 @@ def pair(store: Store, baseline: Side, candidate: Side) -> Pairing:
         raise ConfigError(f"{baseline} and {candidate} share no sample: nothing to compare")
     run = store.get_run(candidate.run_id)
     config = json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config")
-    return Pairing(baseline, candidate, rows, only_b, only_c, surplus, confident_threshold(config))
+    return Pairing(baseline, candidate, rows, only_b, only_c, surplus, confident_threshold(config), label_spec(config))
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,9 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
         for name, values in confidence_tail_deltas(cb, yb, cc, yc, pairing.confident_threshold, resamples, rng,
                                                    confidence, in_conf).items():
             out[name] = Delta(name, *values)
+    kind, labels = pairing.labels  # classification: after the rest, for the same reason
+    for name, values in paired_values(rows, kind, labels, resamples, rng, confidence, sample).items():
+        out[name] = Delta(name, *values)
     return out
 
 

@@ -13,7 +13,14 @@ Format ``evalkit.show/1``::
                                 "monthly_cost_usd", "replicas_needed", "min_replicas",
                                 "requests_per_second", "throughput_source", "gpu_usd_per_hour",
                                 "cost_per_call", "baseline", "break_even_requests_per_day",
-                                "break_even_stays_cheaper_from", "break_even_note", "note"}}}}
+                                "break_even_stays_cheaper_from", "break_even_note", "note"},
+                       "classification": {"kind": "label" | "labels", "classes", "n", "n_invalid",
+                                          "per_class": [{"label", "precision", "recall", "f1", "support",
+                                                         "predicted", "missed", "false_alarms"}],
+                                          "confusion": {"targets", "answers", "counts"}}}}}
+
+``classification`` is there for label and labels outputs only (``confusion``: single-label only; rows are the
+target classes, columns the answers, the last one ``(invalid)``; :mod:`evalkit.analysis.classification`).
 
 ``cold_start_ms`` is the latency of the model's first warm-up request (``run.warmup``; null without one),
 kept out of every latency metric; ``warmup_calls`` counts the warm-up requests (not in ``n_calls``).
@@ -32,6 +39,7 @@ import json
 from typing import Any
 
 from evalkit.analysis.capacity import stored_costs
+from evalkit.analysis.classification import REPORT_COLUMNS, label_spec, run_class_reports
 from evalkit.analysis.judge_metrics import judge_summary
 from evalkit.analysis.metrics import METRICS
 from evalkit.store.db import Store
@@ -59,7 +67,12 @@ def run_payload(store: Store, run_id: str) -> dict[str, Any]:
             "higher_is_better": info.higher_is_better if info else None}
     for name, block in stored_costs(store, run_id).items():
         models.setdefault(name, {"metrics": {}})["cost"] = block
-    judge = judge_summary(json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config") or {})
+    config = json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config")
+    kind, labels = label_spec(config)
+    if kind in ("label", "labels"):
+        for name, block in run_class_reports(store.results_frame(run_id, REPORT_COLUMNS), kind, labels).items():
+            models.setdefault(name, {"metrics": {}})["classification"] = block
+    judge = judge_summary(config or {})
     return {"format": SHOW_FORMAT, "run": run_info, "models": models, **({"judge": judge} if judge else {})}
 
 

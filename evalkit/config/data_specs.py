@@ -46,8 +46,10 @@ class PromptSpec(Strict):
 class OutputSpec(Strict):
     """What a model answer should look like."""
 
-    type: Literal["label", "json", "text"]
-    labels: list[str] | None = Field(None, description="Allowed labels (type: label).")
+    type: Literal["label", "labels", "json", "text"] = Field(
+        description="label: one of 'labels'; labels: a list of them (multi-label, a JSON list or comma-separated); "
+        "json: a JSON value; text: free text.")
+    labels: list[str] | None = Field(None, description="Allowed labels (type: label or labels).")
     schema_: dict[str, Any] | str | None = Field(
         None, alias="schema", description="JSON Schema (inline or a file path) for type: json.")
     case_sensitive: bool = Field(False, description="Compare labels case-sensitively.")
@@ -59,10 +61,10 @@ class OutputSpec(Strict):
 
     @model_validator(mode="after")
     def _type_needs(self) -> OutputSpec:
-        if self.type == "label" and not self.labels:
-            raise ValueError("output type 'label' needs 'labels: [..]'")
-        if self.type != "label" and self.labels:
-            raise ValueError(f"'labels' only applies to output type 'label', not '{self.type}'")
+        if self.type in ("label", "labels") and not self.labels:
+            raise ValueError(f"output type '{self.type}' needs 'labels: [..]'")
+        if self.type not in ("label", "labels") and self.labels:
+            raise ValueError(f"'labels' only applies to output types 'label' and 'labels', not '{self.type}'")
         if self.allow_remote_refs and self.schema_ is None:
             raise ValueError("'allow_remote_refs' only applies to a JSON Schema ('schema')")
         if self.type != "json" and self.schema_ is not None:

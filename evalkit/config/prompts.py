@@ -28,11 +28,31 @@ from evalkit.errors import ConfigError, TemplateError
 
 @dataclass(frozen=True)
 class RenderedSample:
-    """A sample ready to send: its chat messages and its expected answer."""
+    """A sample ready to send: its chat messages and its expected answer.
+
+    ``target_label``: the target's class for label and labels outputs (``evalkit.scoring.labels``), set
+    by ``scoring.prepare``; None otherwise.
+    """
 
     sample: Sample
     messages: list[dict[str, str]]
     target: Any
+    target_label: Any = None
+
+
+def json_target(value: Any) -> Any:
+    """A target that is the JSON text of an object or a list (``{{ x | tojson }}``, a CSV cell) as that
+    object or list, so it is stored as a JSON value and compared as JSON; anything else unchanged."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("{", "[") and text[-1:] in ("}", "]"):
+            try:
+                parsed = json.loads(text)
+            except (json.JSONDecodeError, RecursionError):
+                return value
+            if isinstance(parsed, (dict, list)):
+                return parsed
+    return value
 
 
 MAX_RENDERED_CHARS = 10_000_000  # built by a template beyond its sample's own text (far past any context window)
@@ -185,7 +205,7 @@ class PromptRenderer:
             target = sample.fields[self._target_field]
         elif self._target is not None:
             target = self._render(self._target, sample, "target.template")
-        return RenderedSample(sample=sample, messages=messages, target=target)
+        return RenderedSample(sample=sample, messages=messages, target=json_target(target))
 
     def render_all(self, samples: list[Sample]) -> list[RenderedSample]:
         """Render every sample; the first failure stops everything before any model call."""

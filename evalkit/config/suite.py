@@ -73,6 +73,13 @@ class Suite(Strict):
                 raise ValueError("scorer 'json_fields' needs output type 'json'")
             if self.confidence.source == "field":
                 raise ValueError("confidence source 'field' needs output type 'json'")
+        label_metrics = {"label": {"macro_f1", "weighted_f1"},
+                         "labels": {"macro_f1", "weighted_f1", "micro_f1", "jaccard"}}.get(self.output.type, set())
+        for rule in self.gates.rules:
+            if rule.metric in {"macro_f1", "weighted_f1", "micro_f1", "jaccard"} - label_metrics:
+                raise ValueError(f"gate metric '{rule.metric}' needs output type "
+                                 f"{'labels' if rule.metric in ('micro_f1', 'jaccard') else 'label or labels'} "
+                                 f"(this suite's is '{self.output.type}')")
         return self
 
 

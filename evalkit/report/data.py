@@ -11,6 +11,7 @@ from evalkit.analysis.watch import add_counts_and_watch
 from evalkit.config.gate_specs import WatchSpec
 from evalkit.errors import ConfigError
 from evalkit.report import charts
+from evalkit.report.classification import classification_section
 from evalkit.report.costs import cost_section, routing_costs
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
 from evalkit.report.judge import judge_section
@@ -127,6 +128,8 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "load_curves": load_curves(store, run["suite_name"], names, colors),
         "score_errors": score_error_section(store, run_id),
         "judge": judge_section(store, run_id, config, metrics), "models_by_name": {m["name"]: m for m in models},
+        "classification": classification_section(store, run_id, config, baseline, candidate, metrics,
+                                                 comparison["deltas"] if comparison else None),
     }
 
 

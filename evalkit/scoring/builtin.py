@@ -7,22 +7,39 @@ import math
 import re
 from typing import Any
 
+from evalkit.scoring.labels import jaccard, label_classes
 from evalkit.scoring.parse import get_path, normalise_label
 
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:[.,]\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def label_match(answer: Any, target: Any, case_sensitive: bool = False) -> float:
-    """1.0 when the parsed label equals the target label after normalisation."""
+    """1.0 when the parsed label equals the target label after normalisation.
+
+    A multi-label answer (a list, ``output.type: labels``) scores the Jaccard similarity of its set and the
+    target's (both normalised): 1.0 exactly when the sets are equal, so ``correct`` is the exact match.
+    """
     if answer is None or target is None:
         return 0.0
+    if isinstance(answer, list):
+        norm = [normalise_label(str(a), case_sensitive) for a in answer]
+        wanted = [normalise_label(t, case_sensitive) for t in label_classes(target, [], case_sensitive) or []]
+        return jaccard(norm, wanted)
     return float(normalise_label(str(answer), case_sensitive) == normalise_label(str(target), case_sensitive))
 
 
 def exact(answer: Any, target: Any) -> float:
-    """1.0 when the answer equals the target exactly (strings compared after trimming)."""
+    """1.0 when the answer equals the target exactly (strings compared after trimming).
+
+    A JSON target (an object or a list) is compared as JSON: a text answer is parsed first, and key order
+    and whitespace do not matter.
+    """
     if answer is None:
         return 0.0
+    if isinstance(target, (dict, list)) and isinstance(answer, str):
+        answer = _as_json(answer)
+    if isinstance(answer, (dict, list)) and isinstance(target, str):
+        target = _as_json(target)
     if isinstance(answer, str) and isinstance(target, str):
         return float(answer.strip() == target.strip())
     return float(answer == target)

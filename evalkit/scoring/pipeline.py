@@ -2,7 +2,8 @@
 
 The rules, in order (they are the public meaning of the stored columns):
 - ``schema_valid``: json answers validate against the suite's JSON Schema (any JSON value when none
-  is given); label answers name exactly one allowed label; text answers: NULL.
+  is given); label answers name exactly one allowed label; labels answers (multi-label) name only allowed
+  labels (``labels.py``); text answers: NULL.
 - ``feasible``: only when feasibility checks are configured (else NULL); False when the answer is not
   schema-valid (checks are not run) or when any check reports a violation.
 - ``quality`` in [0, 1]: the scorer's value; 0 for an unparseable or schema-invalid answer, and 0 for
@@ -26,6 +27,7 @@ from evalkit.records import Completion
 from evalkit.scoring import builtin, confidence
 from evalkit.scoring.correctness import CorrectRule
 from evalkit.scoring.custom import UserFunction, describe_failure, load_callable
+from evalkit.scoring.labels import parse_labels
 from evalkit.scoring.parse import Parsed, parse_output
 from evalkit.scoring.schema_refs import compile_schema
 
@@ -81,7 +83,7 @@ class SampleScorer:
             return None, []
         if parsed.value is None and parsed.error:
             return False, [parsed.error]
-        if kind == "label" or self._validator is None:
+        if kind in ("label", "labels") or self._validator is None:
             return True, []
         errors = sorted(self._validator.iter_errors(parsed.value), key=lambda e: list(e.path))
         messages = [f"{'/'.join(str(p) for p in e.path) or '(root)'}: {e.message[:200]}"
@@ -142,7 +144,8 @@ class SampleScorer:
     def score(self, rendered: RenderedSample, completion: Completion) -> Score:
         """Score one answer. Never raises for anything the model wrote."""
         out = self._suite.output
-        parsed = parse_output(out.type, completion.text, out.labels, out.case_sensitive)
+        parsed = (parse_labels(completion.text, out.labels or [], out.case_sensitive) if out.type == "labels"
+                  else parse_output(out.type, completion.text, out.labels, out.case_sensitive))
         result = Score(parsed=parsed.value, parse_error=parsed.error)
         result.schema_valid, result.schema_errors = self._schema_validity(parsed)
         usable = parsed.value is not None and result.schema_valid is not False

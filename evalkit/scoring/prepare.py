@@ -7,7 +7,7 @@ is called (``evalkit validate`` runs exactly this).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from evalkit.config.dataset import Dataset, load_dataset
 from evalkit.config.prompts import PromptRenderer, RenderedSample
@@ -15,6 +15,7 @@ from evalkit.config.shards import Shard
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
 from evalkit.scoring.judge import check_judge
+from evalkit.scoring.labels import target_class
 from evalkit.scoring.pipeline import SampleScorer
 
 
@@ -57,6 +58,10 @@ def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | N
     _check_allow_null(loaded)
     scorer = SampleScorer(loaded)
     rendered = PromptRenderer(loaded).render_all(samples)
+    out = suite.output
+    if out.type in ("label", "labels"):  # each target's class, stored as samples.target_label
+        rendered = [replace(r, target_label=target_class(out.type, r.target, out.labels, out.case_sensitive))
+                    for r in rendered]
     nulls = _null_targets(loaded, rendered)
     check_judge(loaded, rendered)
     return Prepared(loaded, dataset, rendered, scorer, chosen, nulls)

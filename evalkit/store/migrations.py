@@ -6,6 +6,26 @@ at a known version. Column meanings are documented in the README ("DuckDB schema
 
 from __future__ import annotations
 
+# Schema 7's upgrade of samples written before it; also run on a run imported from an older Parquet export.
+# A target written as the JSON text of an object or a list (target.template: "{{ x | tojson }}") is a JSON value,
+# so target->>'field' works; stores written before kept it as a JSON string.
+JSON_TARGETS_SQL = """
+UPDATE samples SET target = json(target->>'$')
+WHERE json_type(target) = 'VARCHAR' AND json_valid(target->>'$')
+  AND json_type(json(target->>'$')) IN ('OBJECT', 'ARRAY'){and_run}"""
+# The class of a label target stored before: the allowed label it equals ignoring case (unless
+# output.case_sensitive) and surrounding whitespace, else its own text.
+TARGET_LABELS_SQL = """
+UPDATE samples SET target_label = to_json(coalesce((
+    SELECT any_value(l.label)
+    FROM (SELECT unnest(from_json(json_extract(r.config, '$.output.labels'), '["VARCHAR"]')) AS label) l
+    WHERE CASE WHEN coalesce(json_extract_string(r.config, '$.output.case_sensitive'), 'false') = 'true'
+               THEN trim(l.label) = trim(samples.target->>'$')
+               ELSE lower(trim(l.label)) = lower(trim(samples.target->>'$')) END), samples.target->>'$'))
+FROM runs r
+WHERE r.run_id = samples.run_id AND json_extract_string(r.config, '$.output.type') = 'label'
+  AND samples.target IS NOT NULL AND samples.target_label IS NULL{and_run}"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial", """
 CREATE TABLE runs (
@@ -267,5 +287,20 @@ CREATE TABLE judgements (
     created_at    TIMESTAMP NOT NULL,
     PRIMARY KEY (run_id, model, sample_id, repeat, kind, pair_order)
 );
+"""),
+    (8, "json_targets_and_label_classes", JSON_TARGETS_SQL.format(and_run="") + """;
+ALTER TABLE samples ADD COLUMN target_label JSON;  -- label outputs: the target's class (an allowed label in
+                                                   -- the suite's spelling, else its own text); labels outputs:
+                                                   -- a list of them; NULL for other outputs
+""" + TARGET_LABELS_SQL.format(and_run="") + """;
+-- the confusion matrix of every single-label run: rows with an answer that names no valid label (or a failed
+-- call) are predicted '(invalid)'
+CREATE VIEW confusion AS
+SELECT r.run_id, r.model, s.target_label->>'$' AS target_label,
+       CASE WHEN r.schema_valid THEN r.parsed->>'$' ELSE '(invalid)' END AS predicted_label,
+       count(*) AS n
+FROM results r JOIN samples s USING (run_id, sample_id)
+WHERE json_type(s.target_label) = 'VARCHAR'
+GROUP BY ALL;
 """),
 ]

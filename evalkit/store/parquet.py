@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from evalkit.errors import ConfigError, StoreError
 from evalkit.redact import redact_text
 from evalkit.store.db import Store, now, to_json
+from evalkit.store.migrations import JSON_TARGETS_SQL, TARGET_LABELS_SQL
 from evalkit.store.rows import new_run_id
 from evalkit.version import __version__
 
@@ -122,6 +123,8 @@ def import_runs(store: Store, folders: list[str | Path], run_id: str | None = No
             # One set-based statement per table (never row by row); the run id is rewritten on the way in.
             store.sql(f"INSERT INTO {table} BY NAME SELECT * REPLACE (?::VARCHAR AS run_id) "
                       "FROM read_parquet(?::VARCHAR[])", [target, files(table)])
+        for upgrade in (JSON_TARGETS_SQL, TARGET_LABELS_SQL):  # an export written before schema 8
+            store.sql(upgrade.format(and_run=" AND samples.run_id = ?"), [target])
         _insert_models(store, target, [_read(store, p, "run_models") for p in paths])
         if len(paths) == 1:
             for table in ("metrics",) + RUN_LEVEL_TABLES:

@@ -50,10 +50,11 @@ def run_row(loaded: LoadedSuite, dataset: Dataset, run_id: str, n_samples: int, 
 
 
 def sample_rows(run_id: str, rendered: list[RenderedSample]) -> list[dict[str, Any]]:
-    """``samples`` rows: each sample's dataset position, slice, fields, rendered messages and target."""
+    """``samples`` rows: each sample's dataset position, slice, fields, rendered messages, target and (label
+    outputs) the target's class."""
     return [{"run_id": run_id, "sample_id": r.sample.id, "position": r.sample.index, "slice": r.sample.slice,
              "fields": to_json(redact(r.sample.fields)), "messages": to_json(redact(r.messages)),
-             "target": to_json(redact(r.target))}
+             "target": to_json(redact(r.target)), "target_label": to_json(redact(r.target_label))}
             for r in rendered]
 
 

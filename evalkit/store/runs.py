@@ -12,6 +12,7 @@ from evalkit.store.base import StoreBase, arrow_schema, json_values, now
 SAMPLE_SCHEMA = arrow_schema(
     ("run_id", pa.string()), ("sample_id", pa.string()), ("position", pa.int32()),
     ("slice", pa.string()), ("fields", pa.string()), ("messages", pa.string()), ("target", pa.string()),
+    ("target_label", pa.string()),
 )
 
 
