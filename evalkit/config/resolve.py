@@ -106,6 +106,8 @@ class ResolvedModel:
 
 def resolve_model(loaded: LoadedSuite, name: str) -> ResolvedModel:
     spec = loaded.suite.models[name]
+    if spec.api_bases and not spec.api_base:  # several replicas: a run without --ray uses the first
+        spec = spec.model_copy(update={"api_base": spec.api_bases[0]})
     kind = model_kind(spec)
     folder = None
     if isinstance(spec, VLLMModel) and spec.adapter_path:
