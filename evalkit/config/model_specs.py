@@ -128,7 +128,7 @@ class VLLMModel(_ModelBase):
     """
 
     provider: Literal["vllm"]
-    mode: Literal["connect", "launch", "inprocess"] = "connect"
+    mode: Literal["connect", "launch", "inprocess", "ray-data"] = "connect"
     api_base: str | None = Field(None, description="connect: URL of the server's OpenAI API, e.g. "
                                  "http://127.0.0.1:8000/v1; ${VAR} and ${VAR:-default} are expanded.")
 
@@ -147,6 +147,9 @@ class VLLMModel(_ModelBase):
                                    "vLLM server, e.g. [--max-model-len, '2048', --gpu-memory-utilization, '0.8'].")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="inprocess: extra keyword "
                                         "arguments for vllm.LLM, e.g. {max_model_len: 2048}.")
+    processor_args: dict[str, Any] = Field(default_factory=dict, description="ray-data: extra arguments for "
+                                           "ray.data.llm's vLLMEngineProcessorConfig, e.g. {batch_size: 64, "
+                                           "concurrency: 4, accelerator_type: A100}; engine_args are its engine_kwargs.")
     startup_timeout_s: float = Field(600.0, gt=0, description="launch / inprocess: how long the engine "
                                      "may take to become ready.")
 
@@ -166,11 +169,13 @@ class VLLMModel(_ModelBase):
             if self.api_key_env:
                 raise ValueError(f"mode '{self.mode}' starts its own engine, which needs no api_key_env")
             wrong = ["engine_args"] if self.mode == "launch" and self.engine_args else []
-            if self.mode == "inprocess":
+            if self.mode in ("inprocess", "ray-data"):
                 wrong = [k for k in ("server_args", "served_name") if getattr(self, k)]
                 if self.stream and "stream" in self.model_fields_set:
-                    raise ValueError("mode 'inprocess' cannot stream (no time to first token): set stream: false")
+                    raise ValueError(f"mode '{self.mode}' cannot stream (no time to first token): set stream: false")
                 object.__setattr__(self, "stream", False)  # the default (True) means nothing in-process
+        if self.processor_args and self.mode != "ray-data":
+            wrong.append("processor_args")
         if wrong:
             raise ValueError(f"{wrong[0]} does not apply to mode '{self.mode}'")
         return self

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalkit.backends.base import BackendBase
+from evalkit.backends.ray_cluster import Cluster
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.ray_spec import RaySpec
-from evalkit.config.resolve import ResolvedModel, resolve_models
+from evalkit.config.resolve import ResolvedModel, api_key, resolve_models
 from evalkit.config.shards import Shard
-from evalkit.engine.ray_cluster import Cluster
 from evalkit.engine.ray_worker import Call, ModelDone, ShardWorker
 from evalkit.engine.runner import ModelOutcome, SuiteRun, cache_key
 from evalkit.errors import BackendError
@@ -149,7 +149,7 @@ class ShardedRun(SuiteRun):
         shards = self._plan(n)
         worker = ray.remote(ShardWorker).options(
             num_cpus=spec.num_cpus, num_gpus=gpus, resources=spec.resources or None,
-            max_restarts=spec.max_restarts, max_task_retries=0)
+            max_restarts=spec.max_restarts, max_task_retries=0, runtime_env={"env_vars": self._secrets(resolved)})
         pending: dict[Any, tuple[ShardState, str]] = {}
         for state in shards:
             if any(state.todo.values()):
@@ -178,6 +178,15 @@ class ShardedRun(SuiteRun):
             ray.wait(closing, num_returns=len(closing), timeout=120)
         for actor in live:
             ray.kill(actor, no_restart=True)
+
+    def _secrets(self, resolved: dict[str, ResolvedModel]) -> dict[str, str]:
+        """The API keys the models name (``api_key_env``), for the shards' workers (checked here, first)."""
+        env = {}
+        for name, model in resolved.items():
+            key = api_key(name, model.spec, str(self.p.loaded.path))  # the one message when it is not set
+            if key is not None and model.spec.api_key_env:
+                env[model.spec.api_key_env] = key  # registered for redaction by api_key
+        return env
 
     def _plan(self, n: int) -> list[ShardState]:
         shards = [ShardState(Shard(i, n), None, {m: [] for m in self.p.models}) for i in range(1, n + 1)]
@@ -323,6 +332,6 @@ def _from_cache(hit: dict[str, Any]) -> Completion:
 
 
 def _ray() -> Any:
-    from evalkit.engine.ray_cluster import import_ray
+    from evalkit.backends.ray_cluster import import_ray
 
     return import_ray()

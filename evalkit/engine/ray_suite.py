@@ -6,14 +6,14 @@ from __future__ import annotations
 import sys
 
 from evalkit.analysis.score_errors import summarise as summarise_score_errors
+from evalkit.backends.ray_cluster import Cluster, connect
 from evalkit.config.ray_spec import RaySpec
 from evalkit.config.suite import LoadedSuite
 from evalkit.engine.lifecycle import finish, plan_resume
 from evalkit.engine.progress import NullProgress, Progress
-from evalkit.engine.ray_cluster import Cluster, connect
 from evalkit.engine.ray_run import ShardedRun
 from evalkit.engine.runner import RunSummary, retention_applies
-from evalkit.errors import ConfigError, InterruptedRunError
+from evalkit.errors import ConfigError, InterruptedRunError, RunFailedError
 from evalkit.scoring.prepare import prepare
 from evalkit.store.db import Store
 from evalkit.store.rows import new_run_id, run_row, sample_rows
@@ -76,7 +76,11 @@ def run_suite_on_ray(loaded: LoadedSuite, db_path: str, models: list[str] | None
             if outcome.status == "complete":
                 sharded._fill_measured_cost(outcome.model)
         status = "complete" if all(o.status == "complete" for o in outcomes) else "incomplete"
-        metrics = finish(store, run_id, status, prepared)
+        try:
+            metrics = finish(store, run_id, status, prepared)
+        except RunFailedError as exc:  # say why the shards stored nothing
+            why = "; ".join(f"{o.model}: {o.error}" for o in outcomes if o.error)
+            raise exc.prefixed("") if not why else RunFailedError(f"{exc} ({why})") from None
         return RunSummary(run_id, str(db_path), status, outcomes, metrics, summarise_score_errors(store, run_id))
     finally:
         store.close()

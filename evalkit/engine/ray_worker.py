@@ -116,8 +116,9 @@ class ShardWorker:
         groups: dict[str, list[str]] = {}
         for model in work:
             groups.setdefault(self.backends[model].loop_group or f"model:{model}", []).append(model)
+        calls = ShardCalls(self.backends, self.retries, self.out)  # the async part: Ray keeps this actor synchronous
         jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]]]] = [
-            ("+".join(g), functools.partial(self._run_group, g, work, warmups)) for g in groups.values()]
+            ("+".join(g), functools.partial(calls.run_group, g, work, warmups)) for g in groups.values()]
         threading.Thread(target=self._run_jobs, args=(jobs,), name="evalkit-shard", daemon=True).start()
         return os.getpid()
 
@@ -145,18 +146,26 @@ class ShardWorker:
         except BaseException as exc:  # handed to the driver by the next take
             self.failure = exc
 
-    async def _run_group(self, models: list[str], work: dict[str, list[tuple[int, ChatRequest]]],
+class ShardCalls:
+    """The calls of one shard, on the event loops of :func:`evalkit.engine.loops.run_on_threads`."""
+
+    def __init__(self, backends: dict[str, Backend], retries: int, out: queue.SimpleQueue[Call]) -> None:
+        self.backends = backends
+        self.retries = retries
+        self.out = out
+
+    async def run_group(self, models: list[str], work: dict[str, list[tuple[int, ChatRequest]]],
                          warmups: dict[str, list[ChatRequest]]) -> dict[str, ModelDone]:
         monitor = LagMonitor.start()
         try:
-            done = await asyncio.gather(*(self._run_model(m, work[m], warmups.get(m, [])) for m in models))
+            done = await asyncio.gather(*(self.run_model(m, work[m], warmups.get(m, [])) for m in models))
             return dict(zip(models, done, strict=True))
         finally:
             monitor.stop()
             for m in models:
                 await self.backends[m].aclose()
 
-    async def _run_model(self, model: str, items: list[tuple[int, ChatRequest]],
+    async def run_model(self, model: str, items: list[tuple[int, ChatRequest]],
                          warmups: list[ChatRequest]) -> ModelDone:
         backend = self.backends[model]
         outcome = ModelDone()

@@ -1,7 +1,8 @@
-"""The Ray cluster a ``--ray`` run uses: one named by address, or a local one on loopback started for the run.
+"""The Ray cluster a ``--ray`` run (or a ``mode: ray-data`` model) uses: one named by address, or a local one
+on loopback started for the run.
 
-``ray`` is imported only here and in the modules that run on it (:mod:`evalkit.engine.ray_worker`,
-:mod:`evalkit.engine.ray_run`), and only when a run asks for Ray: ``import evalkit`` and every other
+``ray`` is imported only here and in the modules that use it (:mod:`evalkit.engine.ray_run`,
+:mod:`evalkit.backends.vllm_ray_data`), and only when a run asks for Ray: ``import evalkit`` and every other
 command never load it.
 
 A local cluster binds every port to 127.0.0.1: Ray's node address defaults to the machine's own
