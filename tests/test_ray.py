@@ -326,3 +326,103 @@ def test_without_ray_nothing_imports_it_and_run_ray_says_what_to_install(make_su
     assert run_cli(["show", "latest", "--db", str(db)], env).returncode == 0
     on_ray = run_cli(["run", str(suite), "--db", str(db), "--ray"], env)
     assert on_ray.returncode == 2 and "pip install 'evalkit-swap[ray]'" in on_ray.stderr, on_ray.stderr
+
+
+RAY_DATA_SUITE = """
+evalkit: 1
+name: triage-ray-data
+dataset: {path: data.jsonl, slice: slice}
+prompt:
+  system: "Answer spam or ham."
+  user: "Subject: {{ subject }}\\n\\n{{ body }}"
+output: {type: label, labels: [ham, spam]}
+target: {field: label}
+confidence: {source: logprobs}
+models:
+  base: {provider: vllm, mode: ray-data, base_model: org/base, stream: false, params: {temperature: 0, max_tokens: 4},
+         processor_args: {batch_size: 8}}
+  tuned: {provider: vllm, mode: ray-data, base_model: org/base, adapter: tuned, adapter_path: lora, stream: false,
+          params: {temperature: 0, max_tokens: 4}, processor_args: {batch_size: 8}}
+run: {warmup: 0, bootstrap: 100}
+"""
+
+
+def _engine_stage(row: dict) -> dict:
+    """What Ray Data LLM's vLLM stage adds to a row (vLLMOutputData's columns): the base answers by a rule,
+    the LoRA (its ``model`` is the adapter's folder) also calls invoices spam."""
+    text = row["messages"][-1]["content"]
+    spammy = ("FREE" in text) or (row["model"] != "org/base" and "Invoice" in text)
+    answer = "spam" if spammy else "ham"
+    token, other = (7, 8) if spammy else (8, 7)
+    return {**row, "prompt": text, "num_input_tokens": len(text.split()), "generated_text": answer,
+            "generated_tokens": [token], "num_generated_tokens": 1,
+            "logprobs": [{token: {"logprob": -0.05, "rank": 1, "decoded_token": answer},
+                          other: {"logprob": -3.0, "rank": 2, "decoded_token": "ham" if spammy else "spam"}}]}
+
+
+def test_ray_data_rows_are_scored_and_stored_as_any_run(cluster, tmp_path):
+    """A real ray.data Dataset of the rendered samples through the processor's pre- and postprocess (the
+    vLLM stage, which needs a GPU build of vLLM, replaced by the columns it would add), then the in-process
+    batcher, the runner's scoring and the store."""
+    from evalkit.backends.registry import BuildContext
+    from evalkit.backends.vllm_ray_data import RayDataFactory, answer_row, chat_row, engine_for
+    from evalkit.config.loader import load_suite
+    from evalkit.config.resolve import resolve_models
+    from evalkit.engine.lifecycle import create_run, finish
+    from evalkit.engine.progress import NullProgress
+    from evalkit.engine.runner import SuiteRun
+    from evalkit.scoring.prepare import prepare
+
+    rows = [{"id": f"r{i}", "subject": ["WIN A FREE CRUISE", "Invoice attached", "Lunch?"][i % 3] + f" {i}",
+             "body": "b", "label": "spam" if i % 3 == 0 else "ham", "slice": "x"} for i in range(12)]
+    write_jsonl(tmp_path / "data.jsonl", rows)
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16}')
+    (tmp_path / "suite.yaml").write_text(textwrap.dedent(RAY_DATA_SUITE).lstrip())
+    loaded = load_suite(tmp_path / "suite.yaml")
+    prepared = prepare(loaded)
+    resolved = resolve_models(loaded, prepared.models)
+    batches: list[int] = []
+
+    def processor(ds):
+        batches.append(ds.count())
+        return ds.map(chat_row).map(_engine_stage).map(answer_row)
+
+    factory = RayDataFactory(BuildContext(loaded, resolved),
+                             start=lambda base, adapters, engine_args, args: engine_for(processor, base, adapters))
+    backends = {name: factory.build(model) for name, model in resolved.items()}
+    assert backends["base"].engine is backends["tuned"].engine  # one processor for the base and its adapter
+    db = tmp_path / "rd.duckdb"
+    with Store(db) as store:
+        create_run(store, prepared, "rd", ["evalkit", "run"])
+        outcomes = SuiteRun(prepared, store, "rd", True, NullProgress()).execute(backends)
+        assert [o.status for o in outcomes] == ["complete", "complete"]
+        metrics = {(m["model"], m["metric"]): m["value"] for m in finish(store, "rd", "complete", prepared)}
+        stored = store.dicts("SELECT model, sample_id, output, correct, confidence, finish_reason, completion_tokens, "
+                             "logprobs FROM results WHERE run_id = 'rd' ORDER BY model, sample_id")
+        engine = store.dicts("SELECT model, config FROM run_models WHERE run_id = 'rd' ORDER BY model")
+    assert sum(batches) == 24 and len(stored) == 24
+    assert metrics[("base", "accuracy")] == 1.0 and metrics[("tuned", "accuracy")] == pytest.approx(8 / 12)
+    wrong = [r["sample_id"] for r in stored if not r["correct"]]
+    assert sorted(wrong) == sorted(f"r{i}" for i in range(12) if i % 3 == 1)  # tuned's invoices
+    assert all(r["finish_reason"] == "stop" and r["completion_tokens"] == 1 for r in stored)
+    assert all(r["confidence"] == pytest.approx(2.718281828 ** -0.05, rel=1e-6) for r in stored)
+    import json
+
+    assert json.loads(engine[0]["config"])["engine"]["mode"] == "ray-data"
+
+
+def test_ray_data_mode_says_why_it_cannot_run_on_this_machine(tmp_path, cli_env):
+    write_jsonl(tmp_path / "data.jsonl", [{"id": "1", "subject": "s", "body": "b", "label": "ham", "slice": "x"}])
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "adapter_config.json").write_text('{"r": 8}')
+    (tmp_path / "suite.yaml").write_text(textwrap.dedent(RAY_DATA_SUITE).lstrip())
+    proc = run_cli(["run", str(tmp_path / "suite.yaml"), "--db", str(tmp_path / "x.duckdb")], cli_env, timeout=300)
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:
+        pytest.skip("vLLM is not installed")
+    if not current_platform.is_cpu():
+        pytest.skip("a GPU build of vLLM: Ray Data LLM may run here")
+    assert proc.returncode == 2, proc.stderr
+    assert "mode 'ray-data' cannot run here: the installed vLLM is the CPU build" in proc.stderr

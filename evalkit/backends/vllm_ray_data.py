@@ -168,10 +168,13 @@ def build(base_model: str, adapters: dict[str, Path], engine_args: dict[str, Any
         config = vLLMEngineProcessorConfig(**processor_kwargs(base_model, adapters, engine_args, processor_args))
     except Exception as exc:  # pydantic's validation of Ray's config: a wrong key or value in processor_args
         raise EngineError(f"Ray Data LLM refused the processor config: {exc}") from exc
-    processor = build_processor(config, preprocess=chat_row, postprocess=answer_row)
-    engine = InProcessEngine(DataLLM(processor, base_model), base_model,
-                             {name: str(path) for name, path in adapters.items()}, sampling_params=dict)
-    return engine
+    return engine_for(build_processor(config, preprocess=chat_row, postprocess=answer_row), base_model, adapters)
+
+
+def engine_for(processor: Callable[[Any], Any], base_model: str, adapters: dict[str, Path]) -> InProcessEngine:
+    """The batcher over a processor (Dataset → Dataset); an adapter's LoRA ``model`` is its folder."""
+    return InProcessEngine(DataLLM(processor, base_model), base_model,
+                           {name: str(path) for name, path in adapters.items()}, sampling_params=dict)
 
 
 class RayDataBackend(VLLMInProcessBackend):
