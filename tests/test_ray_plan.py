@@ -87,6 +87,7 @@ def test_what_a_ray_run_refuses_before_starting(tmp_path, make_suite):
     assert loaded.suite.run.ray == RaySpec(shards=4, num_gpus=0, resources={"edge": 1})
 
 
+@pytest.mark.slow  # importing ray.data.llm takes seconds
 def test_ray_data_processor_config_enables_lora_for_the_adapters(tmp_path):
     adapter = tmp_path / "lora"
     adapter.mkdir()

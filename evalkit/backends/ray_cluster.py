@@ -30,6 +30,7 @@ class Cluster:
 
     address: str
     started: bool
+    connected: bool = True  # this process connected (and disconnects); False: the caller's own connection
 
     def info(self) -> dict[str, Any]:
         """What the run's provenance records: Ray's version, the nodes and their resources."""
@@ -43,8 +44,9 @@ class Cluster:
                 "nodes": nodes, "resources": resources}
 
     def close(self) -> None:
-        """Disconnect; a cluster started for the run is stopped with it."""
-        import_ray().shutdown()
+        """Disconnect; a cluster started for the run is stopped with it. A caller's own connection stays."""
+        if self.connected:
+            import_ray().shutdown()
 
 
 def import_ray(loopback: bool = False) -> Any:
@@ -66,7 +68,7 @@ def connect(address: str | None = "auto", temp_dir: str | None = None) -> Cluste
     target = os.environ.get("RAY_ADDRESS") if address in (None, "", "auto") else address
     ray = import_ray(loopback=not target)
     if ray.is_initialized():
-        return Cluster(ray.get_runtime_context().gcs_address, started=False)
+        return Cluster(ray.get_runtime_context().gcs_address, started=False, connected=False)
     common: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     try:
         if target:
