@@ -29,7 +29,7 @@ from evalkit.backends.ray_cluster import Cluster
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.ray_spec import RaySpec
 from evalkit.config.resolve import ResolvedModel, api_key, resolve_models
-from evalkit.config.shards import Shard
+from evalkit.config.shards import Shard, part_of
 from evalkit.engine.ray_worker import Call, ModelDone, ShardWorker
 from evalkit.engine.runner import ModelOutcome, SuiteRun, cache_key
 from evalkit.errors import BackendError
@@ -190,7 +190,7 @@ class ShardedRun(SuiteRun):
 
     def _plan(self, n: int) -> list[ShardState]:
         shards = [ShardState(Shard(i, n), None, {m: [] for m in self.p.models}) for i in range(1, n + 1)]
-        by_sample = {r.sample.id: next(s for s in shards if s.shard.holds(r.sample.id)) for r in self.p.rendered}
+        by_sample = {r.sample.id: shards[part_of(r.sample.id, n) - 1] for r in self.p.rendered}
         for model in self.p.models:
             self.store.delete_failed_results(self.run_id, model)  # failed rows are tried again; ok rows never
             done = self.store.done_keys(self.run_id, model)
