@@ -144,14 +144,24 @@ def cluster():
         assert not left, f"Ray processes left after shutdown: {left}"
 
 
-@pytest.fixture
-def servers():
+def _two_servers(latency_ms: float):
     from evalkit.testing.devserver import DevServer
     from evalkit.testing.replies import RuleResponder
 
-    with DevServer(RuleResponder.from_dict(TRIAGE_RULES), api_key=TEST_KEY, latency_ms=60) as one, \
-            DevServer(RuleResponder.from_dict(TRIAGE_RULES), api_key=TEST_KEY, latency_ms=60) as two:
+    with DevServer(RuleResponder.from_dict(TRIAGE_RULES), api_key=TEST_KEY, latency_ms=latency_ms) as one, \
+            DevServer(RuleResponder.from_dict(TRIAGE_RULES), api_key=TEST_KEY, latency_ms=latency_ms) as two:
         yield one, two
+
+
+@pytest.fixture
+def servers():
+    yield from _two_servers(60)
+
+
+@pytest.fixture
+def slow_servers():
+    """Slow enough (250 ms, one call in flight per model and shard: ~16 calls/s) to kill something mid-run."""
+    yield from _two_servers(250)
 
 
 def _suite(tmp_path: Path, models: str, one, two, n: int, concurrency: int = 4) -> Path:
@@ -233,10 +243,10 @@ def test_ray_run_equals_an_unsharded_run_one_shard_per_endpoint(cluster, servers
     assert len(_chat_calls(one)) + len(_chat_calls(two)) == before
 
 
-def test_a_worker_killed_mid_shard_is_restarted_and_every_sample_stored_once(cluster, servers, cli_env, tmp_path):
-    one, two = servers
+def test_a_worker_killed_mid_shard_is_restarted_and_every_sample_stored_once(cluster, slow_servers, cli_env, tmp_path):
+    one, two = slow_servers
     n = 60
-    suite = _suite(tmp_path, LEAN_MODELS, one, two, n, concurrency=2)
+    suite = _suite(tmp_path, LEAN_MODELS, one, two, n, concurrency=1)
     db = tmp_path / "kill.duckdb"
     driver = _start(["run", str(suite), "--db", str(db), "--ray", cluster, "--quiet"], cli_env)
     try:
@@ -269,10 +279,10 @@ def test_a_worker_killed_mid_shard_is_restarted_and_every_sample_stored_once(clu
         assert len(asked) - len(set(asked)) <= 12, f"{len(asked) - len(set(asked))} requests asked twice"
 
 
-def test_driver_killed_then_resume_completes_without_asking_again(cluster, servers, cli_env, tmp_path):
-    one, two = servers
+def test_driver_killed_then_resume_completes_without_asking_again(cluster, slow_servers, cli_env, tmp_path):
+    one, two = slow_servers
     n = 60
-    suite = _suite(tmp_path, LEAN_MODELS, one, two, n, concurrency=2)
+    suite = _suite(tmp_path, LEAN_MODELS, one, two, n, concurrency=1)
     db = tmp_path / "driver.duckdb"
     driver = _start(["run", str(suite), "--db", str(db), "--ray", cluster, "--quiet"], cli_env)
     try:
