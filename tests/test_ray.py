@@ -364,19 +364,6 @@ run: {warmup: 0, bootstrap: 100}
 """
 
 
-def _engine_stage(row: dict) -> dict:
-    """What Ray Data LLM's vLLM stage adds to a row (vLLMOutputData's columns): the base answers by a rule,
-    the LoRA (its ``model`` is the adapter's folder) also calls invoices spam."""
-    text = row["messages"][-1]["content"]
-    spammy = ("FREE" in text) or (row["model"] != "org/base" and "Invoice" in text)
-    answer = "spam" if spammy else "ham"
-    token, other = (7, 8) if spammy else (8, 7)
-    return {**row, "prompt": text, "num_input_tokens": len(text.split()), "generated_text": answer,
-            "generated_tokens": [token], "num_generated_tokens": 1,
-            "logprobs": [{token: {"logprob": -0.05, "rank": 1, "decoded_token": answer},
-                          other: {"logprob": -3.0, "rank": 2, "decoded_token": "ham" if spammy else "spam"}}]}
-
-
 def test_ray_data_rows_are_scored_and_stored_as_any_run(cluster, tmp_path):
     """A real ray.data Dataset of the rendered samples through the processor's pre- and postprocess (the
     vLLM stage, which needs a GPU build of vLLM, replaced by the columns it would add), then the in-process
@@ -401,9 +388,21 @@ def test_ray_data_rows_are_scored_and_stored_as_any_run(cluster, tmp_path):
     resolved = resolve_models(loaded, prepared.models)
     batches: list[int] = []
 
+    def engine_stage(row: dict) -> dict:  # nested: Ray pickles it by value
+        """What Ray Data LLM's vLLM stage adds to a row (vLLMOutputData's columns): the base answers by a rule,
+        the LoRA (its ``model`` is the adapter's folder) also calls invoices spam."""
+        text = row["messages"][-1]["content"]
+        spammy = ("FREE" in text) or (row["model"] != "org/base" and "Invoice" in text)
+        answer = "spam" if spammy else "ham"
+        token, other = (7, 8) if spammy else (8, 7)
+        return {**row, "prompt": text, "num_input_tokens": len(text.split()), "generated_text": answer,
+                "generated_tokens": [token], "num_generated_tokens": 1,
+                "logprobs": [{token: {"logprob": -0.05, "rank": 1, "decoded_token": answer},
+                              other: {"logprob": -3.0, "rank": 2, "decoded_token": "ham" if spammy else "spam"}}]}
+
     def processor(ds):
         batches.append(ds.count())
-        return ds.map(chat_row).map(_engine_stage).map(answer_row)
+        return ds.map(chat_row).map(engine_stage).map(answer_row)
 
     factory = RayDataFactory(BuildContext(loaded, resolved),
                              start=lambda base, adapters, engine_args, args: engine_for(processor, base, adapters))

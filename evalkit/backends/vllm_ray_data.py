@@ -83,18 +83,23 @@ def chat_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def answer_row(row: dict[str, Any]) -> dict[str, Any]:
     """The processor's postprocess (on the workers): the answer, its token counts and logprobs, as plain columns."""
+    tokens = [int(t) for t in _listed(row.get("generated_tokens"))]  # Arrow may hand lists back as arrays
     logprobs = row.get("logprobs")
     steps = None
     if logprobs is not None:
-        steps = [[int(tok), [[int(k), v.get("logprob"), v.get("rank"), v.get("decoded_token")]
-                             for k, v in (candidates or {}).items() if v is not None]]
-                 for tok, candidates in zip(row.get("generated_tokens") or [], logprobs)]
+        steps = [[tok, [[int(k), v.get("logprob"), v.get("rank"), v.get("decoded_token")]
+                        for k, v in (candidates or {}).items() if v is not None]]
+                 for tok, candidates in zip(tokens, _listed(logprobs))]
     return {INDEX: int(row[INDEX]), "text": str(row.get("generated_text") or ""),
             "prompt_tokens": int(row.get("num_input_tokens") or 0),
             "completion_tokens": int(row.get("num_generated_tokens") or 0),
-            "token_ids": [int(t) for t in (row.get("generated_tokens") or [])],
+            "token_ids": tokens,
             "logprobs_json": json.dumps(steps) if steps is not None else None,
             "error": row.get("__inference_error__") or None}
+
+
+def _listed(value: Any) -> list[Any]:
+    return [] if value is None else list(value)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from evalkit.errors import BackendError
 from evalkit.records import ChatRequest, Completion
 
 TAKE_WAIT_S = 0.2
+RESTART_POLL_S = 0.5
 Item = tuple[RenderedSample, int, ChatRequest, str]  # sample, repeat, request, cache key
 
 
@@ -206,15 +207,23 @@ class ShardedRun(SuiteRun):
         return shards
 
     def _loop(self, pending: dict[Any, tuple[ShardState, str]], spec: RaySpec, ray: Any) -> None:
-        lost = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
         last_flush = time.monotonic()
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        waiting: list[tuple[float, ShardState]] = []  # shards whose restarting actor is asked again later
+        while pending or waiting:
+            for due, state in [w for w in waiting if w[0] <= time.monotonic()]:
+                waiting.remove((due, state))
+                pending[state.actor.open.remote()] = (state, "open")
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5) if pending else ([], None)
+            if not pending:
+                time.sleep(RESTART_POLL_S)
             for ref in ready:
                 state, step = pending.pop(ref)
                 try:
                     value = ray.get(ref)
-                except lost as exc:
+                except ray.exceptions.ActorUnavailableError:  # restarting (or unreachable a moment): ask again
+                    waiting.append((time.monotonic() + RESTART_POLL_S, state))
+                    continue
+                except ray.exceptions.RayActorError as exc:  # the worker died: Ray restarts it
                     self._lost(state, spec, f"{type(exc).__name__}: {exc}", pending)
                     continue
                 except ray.exceptions.RayTaskError as exc:  # the shard's own error (an engine that cannot start)
