@@ -34,6 +34,7 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
 RETRY_AFTER_MAX_S = 120.0
 TAKE_MAX_ROWS = 2048
+TAKE_LINGER_S = 0.1
 
 
 @dataclass
@@ -127,10 +128,13 @@ class ShardWorker:
         calls: list[Call] = []
         try:
             calls.append(self.out.get(timeout=wait_s))
-            while len(calls) < TAKE_MAX_ROWS:
-                calls.append(self.out.get_nowait())
+            until = time.monotonic() + TAKE_LINGER_S  # a batch per round trip, not a round trip per row
+            while len(calls) < TAKE_MAX_ROWS and (left := until - time.monotonic()) > 0 and self.done is None:
+                calls.append(self.out.get(timeout=left))
         except queue.Empty:
             pass
+        while len(calls) < TAKE_MAX_ROWS and not self.out.empty():
+            calls.append(self.out.get_nowait())
         if self.failure is not None and not calls:
             raise self.failure
         return calls, (self.done if self.done is not None and self.out.empty() else None)
