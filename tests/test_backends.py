@@ -181,15 +181,17 @@ def test_missing_api_key_reads_the_same_from_backends_validate_and_lm_eval(make_
 def test_registry_resolves_every_provider_and_mode():
     from evalkit.backends.litellm_backend import LiteLLMFactory
     from evalkit.backends.vllm import ConnectFactory, LaunchFactory
+    from evalkit.backends.vllm_ray_data import RayDataFactory
 
     assert set(FACTORIES) == set(KINDS)
     expected = {"litellm": LiteLLMFactory, "vllm/connect": ConnectFactory, "vllm/launch": LaunchFactory,
-                "vllm/inprocess": InProcessFactory}
+                "vllm/inprocess": InProcessFactory, "vllm/ray-data": RayDataFactory}
     assert {kind: factory_class(kind) for kind in KINDS} == expected
     specs = [LiteLLMModel(provider="litellm", model="openai/x"),
              VLLMModel(provider="vllm", api_base="http://h/v1", base_model="b"),
              VLLMModel(provider="vllm", mode="launch", base_model="b"),
-             VLLMModel(provider="vllm", mode="inprocess", base_model="b")]
+             VLLMModel(provider="vllm", mode="inprocess", base_model="b"),
+             VLLMModel(provider="vllm", mode="ray-data", base_model="b")]
     assert [model_kind(s) for s in specs] == list(KINDS)
     with pytest.raises(KeyError, match="no backend registered for model kind 'vllm/nope'"):
         factory_class("vllm/nope")

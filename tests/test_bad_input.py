@@ -161,7 +161,7 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
                                                    "    mode: inprocess\n    stream: true\n"), [],
      "mode 'inprocess' cannot stream"),
     ("unknown vLLM mode", suite_edit("provider: vllm", "provider: vllm\n    mode: lanch"), [],
-     "'connect', 'launch' or 'inprocess'"),
+     "'connect', 'launch', 'inprocess' or 'ray-data'"),
     # --- CLI arguments
     ("unknown --model", nothing, ["run", "SUITE", "--model", "gpt9"], "--model 'gpt9' is not in the suite"),
     ("--limit zero", nothing, ["run", "SUITE", "--limit", "0"], "Invalid value for '--limit'"),

@@ -24,6 +24,7 @@ FACTORIES: dict[str, str] = {
     "vllm/connect": "evalkit.backends.vllm:ConnectFactory",
     "vllm/launch": "evalkit.backends.vllm:LaunchFactory",
     "vllm/inprocess": "evalkit.backends.vllm_inprocess:InProcessFactory",
+    "vllm/ray-data": "evalkit.backends.vllm_ray_data:RayDataFactory",
 }
 
 

@@ -23,8 +23,11 @@ EXIT_INCOMPLETE = 4
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--shard", "shard", metavar="I/N", help="Run only part I of N of the samples (stable hash of the "
               "sample id); merge the parts with 'evalkit import parquet'.")
+@click.option("--ray", "ray", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
+              help="Run the shards as Ray actors (run.ray in the suite): on the cluster at ADDRESS, or with 'auto' "
+              "(the default) at RAY_ADDRESS, else on a local loopback cluster started for the run.")
 def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, no_cache: bool,
-        resume: str | None, as_json: bool, quiet: bool, shard: str | None) -> None:
+        resume: str | None, as_json: bool, quiet: bool, shard: str | None, ray: str | None) -> None:
     """Run every model of SUITE over its dataset, score each sample and store everything."""
     from evalkit.analysis.coverage import coverage_warnings
     from evalkit.analysis.summary import run_payload
@@ -37,8 +40,18 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
 
     loaded = load_suite(suite)
     db_path = db or default_db(suite)
-    summary = run_suite(loaded, db_path, list(models) or None, limit, not no_cache, resume,
-                        default_progress(quiet or as_json), sys.argv, parse_shard(shard) if shard else None)
+    if ray is not None:
+        from evalkit.cli.run_ray import run_on_ray
+
+        summary = run_on_ray(loaded, db_path, list(models) or None, limit, not no_cache, resume,
+                             default_progress(quiet or as_json), shard, ray)
+    else:
+        from evalkit.cli.run_ray import several_endpoints_note
+
+        for note in several_endpoints_note(loaded, list(models) or None):
+            click.echo(f"note: {note}", err=True)
+        summary = run_suite(loaded, db_path, list(models) or None, limit, not no_cache, resume,
+                            default_progress(quiet or as_json), sys.argv, parse_shard(shard) if shard else None)
     with Store(db_path, read_only=True) as store:
         payload = run_payload(store, summary.run_id)
         unconfident = coverage_warnings(store, summary.run_id)

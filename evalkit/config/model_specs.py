@@ -67,6 +67,20 @@ def _expanded(value: str | None, info: ValidationInfo) -> str | None:
     return expand_env(value)
 
 
+ENDPOINTS_HELP = ("Several endpoints serving the same model (replicas), instead of api_base: evalkit run --ray "
+                  "runs one shard per endpoint; a run without --ray uses the first. ${VAR} is expanded.")
+
+
+def _all_expanded(values: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    return None if values is None else [v for v in (_expanded(x, info) for x in values) if v is not None]
+
+
+def _one_endpoint_key(model: Any) -> Any:
+    if model.api_base and model.api_bases:
+        raise ValueError("give api_base (one endpoint) or api_bases (several), not both")
+    return model
+
+
 class _ModelBase(Strict):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Generation parameters sent as they are (temperature, "
@@ -95,6 +109,12 @@ class LiteLLMModel(_ModelBase):
         None, description="Name of the environment variable holding the API key (never the key).")
 
     _expand = field_validator("api_base")(classmethod(lambda cls, v, info: _expanded(v, info)))
+    api_bases: list[str] | None = Field(None, min_length=1, description=ENDPOINTS_HELP)
+    _expand_all = field_validator("api_bases")(classmethod(lambda cls, v, info: _all_expanded(v, info)))
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LiteLLMModel:
+        return _one_endpoint_key(self)  # type: ignore[no-any-return]
 
 
 class VLLMModel(_ModelBase):
@@ -108,11 +128,13 @@ class VLLMModel(_ModelBase):
     """
 
     provider: Literal["vllm"]
-    mode: Literal["connect", "launch", "inprocess"] = "connect"
+    mode: Literal["connect", "launch", "inprocess", "ray-data"] = "connect"
     api_base: str | None = Field(None, description="connect: URL of the server's OpenAI API, e.g. "
                                  "http://127.0.0.1:8000/v1; ${VAR} and ${VAR:-default} are expanded.")
 
     _expand = field_validator("api_base")(classmethod(lambda cls, v, info: _expanded(v, info)))
+    api_bases: list[str] | None = Field(None, min_length=1, description="connect: " + ENDPOINTS_HELP)
+    _expand_all = field_validator("api_bases")(classmethod(lambda cls, v, info: _all_expanded(v, info)))
     base_model: str = Field(description="connect: served name of the base model; launch / inprocess: "
                             "the base model's folder (relative to the suite) or hub id.")
     adapter: str | None = Field(None, description="LoRA module name (None: the base model).")
@@ -125,17 +147,21 @@ class VLLMModel(_ModelBase):
                                    "vLLM server, e.g. [--max-model-len, '2048', --gpu-memory-utilization, '0.8'].")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="inprocess: extra keyword "
                                         "arguments for vllm.LLM, e.g. {max_model_len: 2048}.")
+    processor_args: dict[str, Any] = Field(default_factory=dict, description="ray-data: extra arguments for "
+                                           "ray.data.llm's vLLMEngineProcessorConfig, e.g. {batch_size: 64, "
+                                           "concurrency: 4, accelerator_type: A100}; engine_args are its engine_kwargs.")
     startup_timeout_s: float = Field(600.0, gt=0, description="launch / inprocess: how long the engine "
                                      "may take to become ready.")
 
     @model_validator(mode="after")
     def _mode_needs(self) -> VLLMModel:
+        _one_endpoint_key(self)
         if self.mode == "connect":
-            if not self.api_base:
+            if not self.api_base and not self.api_bases:
                 raise ValueError("mode 'connect' needs api_base (the URL of a running vLLM server)")
             wrong = [k for k in ("server_args", "engine_args") if getattr(self, k)]
         else:
-            if self.api_base:
+            if self.api_base or self.api_bases:
                 raise ValueError(f"mode '{self.mode}' starts its own engine: remove api_base "
                                  "(or use mode: connect)")
             if self.adapter and not self.adapter_path:
@@ -143,11 +169,13 @@ class VLLMModel(_ModelBase):
             if self.api_key_env:
                 raise ValueError(f"mode '{self.mode}' starts its own engine, which needs no api_key_env")
             wrong = ["engine_args"] if self.mode == "launch" and self.engine_args else []
-            if self.mode == "inprocess":
+            if self.mode in ("inprocess", "ray-data"):
                 wrong = [k for k in ("server_args", "served_name") if getattr(self, k)]
                 if self.stream and "stream" in self.model_fields_set:
-                    raise ValueError("mode 'inprocess' cannot stream (no time to first token): set stream: false")
+                    raise ValueError(f"mode '{self.mode}' cannot stream (no time to first token): set stream: false")
                 object.__setattr__(self, "stream", False)  # the default (True) means nothing in-process
+        if self.processor_args and self.mode != "ray-data":
+            wrong.append("processor_args")
         if wrong:
             raise ValueError(f"{wrong[0]} does not apply to mode '{self.mode}'")
         return self

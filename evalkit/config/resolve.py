@@ -28,8 +28,8 @@ ModelEntry = LiteLLMModel | VLLMModel
 # wants the whole held-out set at once.
 INPROCESS_CONCURRENCY = 1024
 # Kinds of model entry, one backend factory each (evalkit.backends.registry).
-KINDS = ("litellm", "vllm/connect", "vllm/launch", "vllm/inprocess")
-SELF_STARTED = frozenset({"vllm/launch", "vllm/inprocess"})
+KINDS = ("litellm", "vllm/connect", "vllm/launch", "vllm/inprocess", "vllm/ray-data")
+SELF_STARTED = frozenset({"vllm/launch", "vllm/inprocess", "vllm/ray-data"})
 
 
 def model_kind(spec: ModelEntry) -> str:
@@ -46,7 +46,7 @@ def effective_concurrency(spec: ModelEntry, run: RunSpec) -> int:
         return run.load.max_in_flight
     if spec.concurrency:
         return spec.concurrency
-    if model_kind(spec) == "vllm/inprocess":
+    if model_kind(spec) in ("vllm/inprocess", "vllm/ray-data"):
         return INPROCESS_CONCURRENCY
     return run.concurrency
 
@@ -106,6 +106,8 @@ class ResolvedModel:
 
 def resolve_model(loaded: LoadedSuite, name: str) -> ResolvedModel:
     spec = loaded.suite.models[name]
+    if spec.api_bases and not spec.api_base:  # several replicas: a run without --ray uses the first
+        spec = spec.model_copy(update={"api_base": spec.api_bases[0]})
     kind = model_kind(spec)
     folder = None
     if isinstance(spec, VLLMModel) and spec.adapter_path:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from evalkit.config.model_specs import Strict
+from evalkit.config.ray_spec import RaySpec
 
 DEFAULT_MAX_IN_FLIGHT = 256
 
@@ -48,3 +49,5 @@ class RunSpec(Strict):
     load: LoadSpec | None = Field(
         None, description="Open loop: send each model's requests at rate_per_s (Poisson or constant arrivals) "
         "instead of keeping `concurrency` in flight.")
+    ray: RaySpec | None = Field(
+        None, description="evalkit run --ray: how many shards, and the Ray resources each one needs.")

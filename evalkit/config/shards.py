@@ -30,8 +30,13 @@ class Shard:
 
     def holds(self, sample_id: str) -> bool:
         """Whether this part runs ``sample_id``: a hash of the id, so stable across machines and orders."""
-        digest = hashlib.blake2b(sample_id.encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") % self.count == self.index - 1
+        return part_of(sample_id, self.count) == self.index
+
+
+def part_of(sample_id: str, count: int) -> int:
+    """The part (1-based) of ``count`` that holds ``sample_id``."""
+    digest = hashlib.blake2b(sample_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count + 1
 
 
 def parse_shard(text: str) -> Shard:
