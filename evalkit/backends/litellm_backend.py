@@ -8,10 +8,13 @@ import os
 import time
 from typing import Any
 
+import aiohttp
+
 from evalkit.backends.base import RETRYABLE_STATUS, BackendBase, retry_after_seconds
 from evalkit.backends.openai_http import convert_logprobs
 from evalkit.backends.registry import BuildContext
 from evalkit.backends.served_identity import is_loopback, served_identity
+from evalkit.backends.wire_clock import exchange, stamping_session, time_wire
 from evalkit.config.model_specs import LiteLLMModel
 from evalkit.config.resolve import ResolvedModel, api_key
 from evalkit.errors import BackendError, ErrorKind
@@ -169,6 +172,8 @@ class LiteLLMBackend(BackendBase):
         self.served_model = model.spec.model
         self._api_key = api_key
         self._litellm = import_litellm()
+        self._http: aiohttp.ClientSession | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
         self._identity: dict[str, Any] = {"provider": "litellm", "model": self.spec.model,
                                           "api_base": self.spec.api_base, "params": self.spec.params}
 
@@ -213,18 +218,20 @@ class LiteLLMBackend(BackendBase):
             # An explicit endpoint without api_key_env gets a placeholder, so that a provider key LiteLLM
             # would otherwise pick up from the environment is never sent to a server the suite names.
             kwargs["api_key"] = "no-key"
+        kwargs["shared_session"] = self._session()
         start = time.perf_counter()
         try:
-            response = await self._litellm.acompletion(**kwargs)
-            if request.stream:
-                completion = await self._read_stream(response, start)
-            else:
-                completion = self._read(response)
+            with exchange() as wire:
+                response = await self._litellm.acompletion(**kwargs)
+                if request.stream:
+                    completion = await self._read_stream(response, start)
+                else:
+                    completion = self._read(response)
         except BackendError:
             raise
         except Exception as exc:  # LiteLLM maps every provider error onto its own exception tree
             raise _as_backend_error(exc, self.spec.model) from None
-        completion.latency_ms = (time.perf_counter() - start) * 1000.0
+        time_wire(completion, wire, start, request.stream)
         completion.sent_params = {k: v for k, v in sent.items() if k != "model"}
         return completion
 
@@ -274,8 +281,19 @@ class LiteLLMBackend(BackendBase):
                           completion_tokens=completion_tokens,
                           resolved_model=model, logprobs=convert_logprobs(entries))
 
+    def _session(self) -> aiohttp.ClientSession:
+        """The aiohttp session LiteLLM's transport sends through (``shared_session``): one per event loop,
+        stamping each exchange at the wire (:mod:`evalkit.backends.wire_clock`)."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http.closed or self._http_loop is not loop:
+            self._http = stamping_session(self.resolved.concurrency)
+            self._http_loop = loop
+        return self._http
+
     async def aclose(self) -> None:
-        return None
+        if self._http is not None and not self._http.closed and self._http_loop is asyncio.get_running_loop():
+            await self._http.close()
+        self._http = None
 
 
 class LiteLLMFactory:
