@@ -31,7 +31,7 @@ from evalkit.analysis.bootstrap import (
     seeded_rng,
     tail_mean,
 )
-from evalkit.analysis.capacity import stored_cost_values, throughput
+from evalkit.analysis.capacity import carried_throughput, stored_cost_values, throughput
 
 if TYPE_CHECKING:
     from evalkit.store.db import Store
@@ -249,6 +249,8 @@ def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int
         out = per_model[str(model)] = model_metrics(group, str(model), seed, resamples, threshold)
         rps, tokens_per_s = throughput(group, walls.get(str(model)))
         n_called = int(((group["status"] == "ok") & ~group["cache_hit"].fillna(False).astype(bool)).sum())
+        if rps is None and (carried := carried_throughput(store, run_id, str(model))) is not None:
+            rps, tokens_per_s = carried[1], carried[2]  # all cached: the run that requested the answers
         out["throughput_rps"] = MetricValue(rps, n=n_called)
         out["output_tokens_per_s"] = MetricValue(tokens_per_s, n=n_called)
     costs = stored_cost_values(store, run_id, {m: {k: v.value for k, v in mv.items()} for m, mv in per_model.items()})
