@@ -62,7 +62,7 @@ def _check(results, turn_ms: float = BUSY_S * 1000.0 + 15.0):
     assert walls[median] > SCRIPTED_MS + 3 * BUSY_S * 1000.0, results
     # ...the recorded latency does not (at most one turn of the busy loop before a socket is read)...
     assert latencies[median] < SCRIPTED_MS + turn_ms, results
-    assert latencies[0] >= SCRIPTED_MS - 10.0
+    assert latencies[0] > SCRIPTED_MS / 2  # a later request of the burst waits less (its answer leaves with the rest)
     # ...and what was taken out is kept per call as client_lag_ms
     for latency, lag, wall in results:
         assert lag is not None and latency + lag <= wall + 0.5
@@ -122,3 +122,49 @@ def test_wire_times_need_both_ends():
     assert WireTimes(sent_at=1.0, first_byte_at=1.25, last_byte_at=1.5).latency_ms() == pytest.approx(250.0)
     assert WireTimes(sent_at=1.0, first_byte_at=1.25, last_byte_at=1.5).latency_ms(stream=True) == pytest.approx(500.0)
     assert WireTimes(sent_at=2.0, first_byte_at=1.0).latency_ms() is None
+
+
+@pytest.mark.slow
+def test_without_warmup_litellms_first_calls_are_not_outliers(tmp_path):
+    """`run.warmup: 0` in a fresh process: LiteLLM's set-up (imports, the OpenAI SDK's resource modules its
+    first call would load) happens before timing, so even the first timed calls — on the coroutine's own clock,
+    latency plus client_lag_ms — take about the scripted latency."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import duckdb
+
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"id": f"s{i}", "subject": "x", "label": "ham"}) + "\n"
+                                              for i in range(12)))
+    with DevServer(RuleResponder.from_dict(TRIAGE_RULES), latency_ms=SCRIPTED_MS) as server:
+        (tmp_path / "suite.yaml").write_text(f"""
+evalkit: 1
+name: cold
+dataset: {{path: d.jsonl, id: id}}
+prompt: {{user: "Subject: {{{{ subject }}}}"}}
+output: {{type: label, labels: [ham, spam]}}
+target: {{field: label}}
+scoring: {{scorer: label_match}}
+models:
+  api: {{provider: litellm, model: openai/frontier, api_base: "{server.url}", params: {{max_tokens: 4}}}}
+run: {{concurrency: 4, warmup: 0, bootstrap: 0, cache: false}}
+""")
+        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        proc = subprocess.run([sys.executable, "-m", "evalkit.cli", "run", str(tmp_path / "suite.yaml"), "--db",
+                               str(tmp_path / "c.duckdb"), "--quiet"], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    con = duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True)
+    try:
+        rows = con.execute("SELECT latency_ms, client_lag_ms FROM results ORDER BY created_at").fetchall()
+    finally:
+        con.close()
+    assert len(rows) == 12
+    clock = [latency + (lag or 0.0) for latency, lag in rows]
+    first, rest = max(clock[:4]), sorted(clock[4:])
+    # the SDK's imports alone take ~1 s on an idle machine (4-5 s on this loaded one) when left to the first call
+    assert first < SCRIPTED_MS + 1000.0 and first < 4 * rest[len(rest) // 2], rows
+    at_wire = sorted(latency for latency, _ in rows)
+    assert at_wire[len(at_wire) // 2] < SCRIPTED_MS + 50.0, rows  # at the wire: about the server's time

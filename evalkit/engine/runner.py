@@ -155,6 +155,7 @@ class SuiteRun:
         """``run.warmup`` requests on the first samples, one at a time, before timing starts: not results,
         never from or into the cache; the first one's latency is the model's cold start. A failure ends
         the warm-up (the timed requests report it)."""
+        await backend.start()  # clients made on this loop, before its first request — warm-up or not
         for rendered in self.p.rendered[:self.suite.run.warmup]:
             try:
                 completion = await backend.complete(self.request_for(rendered, model))
