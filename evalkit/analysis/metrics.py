@@ -69,8 +69,8 @@ _INFO = [
     MetricInfo("latency_ms_p99", False, "99th percentile latency (ms)"),
     MetricInfo("ttft_ms_p50", False, "median time to first token of streamed calls (ms)"),
     MetricInfo("ttft_ms_p95", False, "95th percentile time to first token (ms)"),
-    MetricInfo("client_lag_ms_p95", False, "95th percentile of how late the client's event loop ran during a "
-               "call (ms): the harness's own share of the latency, at most"),
+    MetricInfo("client_lag_ms_p95", False, "95th percentile of the client's own delay per call (ms), kept out of "
+               "the latency: its clock beyond the wire's (unstamped calls: how late its event loop ran)"),
     MetricInfo("error_rate", False, "share of rows whose call failed after retries"),
     MetricInfo("prompt_tokens", None, "prompt tokens, summed"),
     MetricInfo("completion_tokens", None, "completion tokens, summed"),
