@@ -8,8 +8,9 @@ at ``--concurrency`` in flight, over ``--requests`` prompts each, for every pair
 - ``litellm+lean``   one through LiteLLM (``openai/...`` with ``api_base``), one through the lean client
 
 For every model it reads the stored rows and reports recorded latency minus the scripted latency at
-p50 / p95 / max, the p95 of ``client_lag_ms`` (how late the model's event loop ran), and the cold start
-(the first warm-up request). Bounds (issue #14): the lean client ≤ +3 ms at p50 and ≤ +10 ms at p95,
+p50 / p95 / max, the p95 of ``client_lag_ms`` (the client's own delay: what its coroutine's clock measured
+beyond the wire-stamped latency; an evalkit before the wire clock stored how late the loop ran), and the
+cold start (the first warm-up request). Bounds (issue #14): the lean client ≤ +3 ms at p50 and ≤ +10 ms at p95,
 LiteLLM ≤ +10 ms / +25 ms. Exits 1 when a bound is missed (``--no-check``: report only), 2 when a run
 failed. Run it alone on the machine (``flock /work/heavy.lock ...`` on a shared one): other processes'
 CPU lands in every client's latency.

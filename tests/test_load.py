@@ -261,3 +261,37 @@ def test_goodput_of_a_sweep_sizes_the_replicas_of_the_always_on_cost(make_suite,
     block = cost(after)
     assert block["throughput_source"] == "goodput at SLO" and block["requests_per_second"] == 20.0
     assert block["replicas_needed"] == 2 and block["monthly_cost_usd"] == pytest.approx(2 * 730.0)
+
+
+@pytest.mark.slow
+def test_load_tables_travel_with_a_parquet_export_and_show_in_show_json(make_suite, tmp_path):
+    """A paced run and a sweep of its suite's model: `evalkit export parquet` carries both (its load_runs,
+    load_points and load_requests), `import parquet` into another store gives the same rows and the same
+    `show --json` load block, whose figures are the stored ones."""
+    db, other = tmp_path / "load.duckdb", tmp_path / "other.duckdb"
+    with DevServer(responder(), latency_ms=20) as server:
+        path = make_suite(suite_text(server.url, "  load: {rate_per_s: 40, arrival: constant}"), rows(20))
+        run_id = run_suite(load_suite(path), str(db)).run_id
+        _sweep(path, db)
+    cli = CliRunner()
+    assert cli.invoke(main, ["export", "parquet", run_id, "-o", str(tmp_path / "out"), "--db", str(db)]).exit_code == 0
+    result = cli.invoke(main, ["import", "parquet", str(tmp_path / "out"), "--db", str(other)])
+    assert result.exit_code == 0, result.output
+    tables = ("load_runs", "load_points", "load_requests")
+    with Store(db, read_only=True) as a, Store(other, read_only=True) as b:
+        for table in tables:
+            want = a.sql(f"SELECT * FROM {table} ORDER BY ALL")
+            assert want and b.sql(f"SELECT * FROM {table} ORDER BY ALL") == want, table
+        paced = a.run_load_points(run_id)
+    shown = [json.loads(cli.invoke(main, ["show", run_id, "--db", str(d), "--json"]).output) for d in (db, other)]
+    assert shown[0]["models"]["tuned"]["load"] == shown[1]["models"]["tuned"]["load"]
+    load = shown[0]["models"]["tuned"]["load"]
+    assert [p["rate_per_s"] for p in load["paced"]] == [40] and load["paced"][0]["n_sent"] == 20
+    assert load["paced"][0]["achieved_rps"] == pytest.approx(paced[0]["achieved_rps"])
+    assert load["sweep"]["slo_p99_ms"] == 100 and [p["rate_per_s"] for p in load["sweep"]["points"]] == [10, 20, 50]
+    # importing the same export again under a new id: the sweep is not copied twice, the paced phase follows
+    result = cli.invoke(main, ["import", "parquet", str(tmp_path / "out"), "--db", str(other), "--run-id", "again"])
+    assert result.exit_code == 0, result.output
+    with Store(other, read_only=True) as b:
+        kinds = b.sql("SELECT kind, run_id, count(*) FROM load_runs GROUP BY ALL ORDER BY ALL")
+    assert kinds == sorted([("run", "again", 1), ("run", run_id, 1), ("sweep", None, 1)], key=str)

@@ -153,3 +153,26 @@ def test_report_shows_the_routing_analysis(tmp_path):
     pareto = [p for p in result["policies"]["cascade"] if p["pareto"]]
     assert 'id="routing"' in html and html.count("data-routing-share=") == len(pareto)
     assert "routing policies: accuracy against cost" in html and "recommended (A→B, held out)" in html
+
+
+def test_the_recommendation_ranks_by_monthly_cost_at_the_volume_not_by_cost_per_call(tmp_path):
+    """tuned costs $0.0001 a call in GPU time but its box is always on ($730/month at $1/h); frontier is $0.005 a
+    call. Per call, sending nothing to frontier is cheapest; at 1,000 requests/day the month says the opposite
+    (frontier alone: ~$152 < $730), at 10M/day it agrees again (12 boxes, $8,760 < frontier's ~$1.5M)."""
+    db = tmp_path / "r.duckdb"
+    build(db)
+    with Store(db) as store:
+        d = routing_data(pair(store, Side("r", "tuned"), Side("r", "frontier")))
+        policies = sweep(d, "router")
+        per_call = choose(policies, float(d.correct_l.mean()), 1.0)
+        assert per_call is not None and per_call.share_escalated == 0.0
+        picks = {}
+        for volume in (1_000, 10_000_000):
+            result = analyse(store, "r", "tuned", "frontier", max_drop=1.0, volume_per_day=volume, resamples=0,
+                             gpu_usd_per_hour=1.0, requests_per_second=10.0)
+            picks[volume] = {f["share_escalated_test"] for f in result["recommendation"]["router"]}
+            listed = result["policies"]["router"]
+            cheapest = min(listed, key=lambda p: (p["monthly_cost_usd"], p["share_escalated"]))
+            assert cheapest["share_escalated"] in (0.0, 1.0)
+    # everything (or all but the most confident few of the held-out half) escalated at 1,000/day; nothing at 10M
+    assert min(picks[1_000]) > 0.9 and picks[10_000_000] == {0.0}

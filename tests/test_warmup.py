@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 
@@ -15,6 +16,7 @@ from evalkit.backends.served_identity import is_loopback
 from evalkit.config.loader import load_suite
 from evalkit.engine.loops import LagMonitor, run_on_threads
 from evalkit.engine.runner import run_suite
+from evalkit.report.render import render_report as _render
 from evalkit.report.terminal import render_table
 from evalkit.store import Store
 from evalkit.testing.devserver import DevServer
@@ -37,6 +39,11 @@ class ColdFirst(RuleResponder):
             self.seen.add(model)
             return Reply("cold", delay_s=0.3)
         return super().__call__(body)
+
+
+def render_report(store_path: str, run_id: str) -> str:
+    with Store(store_path, read_only=True) as store:
+        return _render(store, run_id)
 
 
 def _suite(tmp_path, base: str, warmup: int):
@@ -76,6 +83,10 @@ def test_warmup_runs_before_timing_and_is_never_a_result_or_cached(tmp_path):
         assert {n: (m["warmup_calls"], m["cold_start_ms"]) for n, m in payload["models"].items()} == {
             n: (3, m["cold_start_ms"]) for n, m in models.items()}
         assert "cold start (first warm-up request" in render_table(payload)
+        html = render_report(store_path=db, run_id=first.run_id)
+        for name, m in models.items():  # the HTML scorecard shows it too, as stored
+            cell = re.search(rf'data-metric="cold_start_ms" data-model="{name}" data-value="([^"]*)"', html)
+            assert cell and float(cell.group(1)) == pytest.approx(m["cold_start_ms"])
         assert payload["models"]["tuned"]["metrics"]["client_lag_ms_p95"]["value"] is not None
         assert len(rows) == 12 and "cold" not in {r["output"] for r in rows}  # warm-up answers are not results
         assert all(r["client_lag_ms"] is not None and r["client_lag_ms"] >= 0 for r in rows)

@@ -118,6 +118,15 @@ def test_an_ungated_latency_regression_is_listed_with_its_ratio(suite, tmp_path)
     assert p50["ratio"] == pytest.approx(expected) and p50["ratio_ci_low"] > 1.2 and p50["n"] == N
     assert p50["ratio_ci_low"] <= p50["ratio"] <= p50["ratio_ci_high"]
     assert f"×{expected:.2f}" in result.stdout and "latency_ms_p50:" in result.stdout
+    # latencies as people read them, in the terminal and in the report's watch table: "10,723 ms", no e-notation
+    shown = f"{p50['candidate']:,.0f} ms"
+    assert p50["candidate"] > 10_000 and shown in result.stdout and "e+0" not in result.stdout
+    report = tmp_path / "r.html"
+    assert invoke("report", "r1", "--db", str(db), "-o", str(report), "--baseline", "base",
+                  "--candidate", "cand").exit_code == 0
+    html = report.read_text()
+    row = html[html.index('data-watch-metric="latency_ms_p50"'):][:1500]
+    assert shown in row and "e+0" not in row, row
     # a rule on a metric takes it off the watch list; a stated margin and a switch change what is listed
     _, covered = _gate(suite(ACCURACY_ONLY + "    - {metric: latency_ms_p50, max: 1000000}\n"), db)
     assert "latency_ms_p50" not in {i["metric"] for i in covered["watch"]["items"]}
@@ -217,3 +226,12 @@ def test_margin_kinds():
     assert {margin_kind(m) for m in ("accuracy", "error_rate", "brier", "ece", "tail5")} == {"absolute"}
     assert {margin_kind(m) for m in ("latency_ms_p50", "ttft_ms_p95", "cost_per_1k", "completion_tokens_mean",
                                      "cold_start_ms")} == {"relative"}
+
+
+@pytest.mark.parametrize(("value", "metric", "signed", "text"), [
+    (10723.4, "latency_ms_p50", False, "10,723 ms"), (1.0723e4, "cost_per_1k", True, "+10,723"),
+    (12.3456, "ttft_ms_p95", False, "12.35 ms"), (0.0000123, "cost_per_1k", False, "0.0000123"),
+    (-0.25, "accuracy", True, "-0.25"), (0.0, "accuracy", True, "+0"), (None, "accuracy", False, "—")])
+def test_watch_numbers_are_human(value, metric, signed, text):
+    from evalkit.report.watch_text import human
+    assert human(value, metric, signed) == text

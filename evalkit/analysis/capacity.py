@@ -11,7 +11,7 @@ The same :func:`model_costs` serves the stored metric rows (the gate bounds them
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 
 from evalkit.analysis.costs import (
     DEFAULT_VOLUME_PER_DAY,
+    MEASURED,
     always_on_monthly,
     break_even,
     monthly_cost,
@@ -40,6 +41,22 @@ def throughput(frame: pd.DataFrame, wall_s: float | None) -> tuple[float | None,
     return float(called.sum()) / wall_s, (float(tokens[have].sum()) / wall_s if have.any() else None)
 
 
+def carried_throughput(store: Any, run_id: str, model: str) -> tuple[str, float | None, float | None] | None:
+    """A fully cached model measured no throughput here: (run, throughput_rps, output_tokens_per_s) of the run
+    that requested the cached answers (same cache identity), from its stored metrics; None when this run
+    requested any of the model's answers itself, or no origin with a measured throughput is stored."""
+    if store.count_results(run_id, model, called_only=True) > 0:
+        return None
+    origin = store.cache_origin(run_id, model)
+    if origin is None:
+        return None
+    values = {r["metric"]: r["value"] for r in store.metrics(origin[0]) if r["model"] == origin[1]}
+    if values.get("throughput_rps") is None:
+        return None
+    # the origin requested those answers itself (cache_origin counts only rows that were not cache hits)
+    return origin[0], values.get("throughput_rps"), values.get("output_tokens_per_s")
+
+
 @dataclass(frozen=True)
 class CostInputs:
     """What a model's monthly cost depends on: its suite ``cost`` block and its measured figures."""
@@ -50,6 +67,7 @@ class CostInputs:
     cost_per_call: float | None = None  # mean stored cost_usd of a call (API price; GPU time when self-hosted)
     throughput_rps: float | None = None  # measured in the run
     goodput_rps: float | None = None  # highest rate meeting the SLO in a load sweep (wired in by the caller)
+    throughput_run: str | None = None  # the run the throughput was measured in, when not this one (all cached)
 
     @property
     def self_hosted(self) -> bool:
@@ -79,7 +97,7 @@ def model_cost(inputs: CostInputs, volume_per_day: float, baseline: CostInputs |
         "gpu_usd_per_hour": inputs.gpu_usd_per_hour, "cost_per_call": inputs.cost_per_call,
         "requests_per_second": None, "throughput_source": None, "baseline": baseline_name,
         "break_even_requests_per_day": None, "break_even_stays_cheaper_from": None, "break_even_note": None,
-        "note": None}
+        "throughput_measured_in_run": None, "note": None}
     if not inputs.self_hosted:
         out["monthly_cost_usd"] = monthly_cost(None if inputs.cost_per_call is None else inputs.cost_per_call * 1000,
                                                volume_per_day)
@@ -93,6 +111,9 @@ def model_cost(inputs: CostInputs, volume_per_day: float, baseline: CostInputs |
                        "cost.requests_per_second or run a load sweep")
         return out
     out["requests_per_second"], out["throughput_source"] = rps
+    if rps[1] == MEASURED and inputs.throughput_run is not None:
+        out["throughput_source"] = f"{MEASURED} (measured in run {inputs.throughput_run})"
+        out["throughput_measured_in_run"] = inputs.throughput_run
     replicas = replicas_needed(volume_per_day, rps[0], inputs.min_replicas)
     out["replicas_needed"] = replicas
     out["monthly_cost_usd"] = always_on_monthly(inputs.gpu_usd_per_hour, replicas)
@@ -153,8 +174,13 @@ def stored_inputs(store: Any, run_id: str, goodput: dict[str, float] | None = No
         values = {}
         for row in store.metrics(run_id):
             values.setdefault(row["model"], {})[row["metric"]] = row["value"]
-    return {m["model"]: cost_inputs(m["config"], values.get(m["model"], {}), (goodput or {}).get(m["model"]))
-            for m in store.run_models(run_id)}
+    inputs = {m["model"]: cost_inputs(m["config"], values.get(m["model"], {}), (goodput or {}).get(m["model"]))
+              for m in store.run_models(run_id)}
+    for model, found in inputs.items():
+        carried = carried_throughput(store, run_id, model) if found.throughput_rps is not None else None
+        if carried is not None:
+            inputs[model] = replace(found, throughput_run=carried[0])
+    return inputs
 
 
 def stored_costs(store: Any, run_id: str, volume_per_day: float | None = None,

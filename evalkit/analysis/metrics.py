@@ -31,9 +31,9 @@ from evalkit.analysis.bootstrap import (
     seeded_rng,
     tail_mean,
 )
-from evalkit.analysis.capacity import stored_cost_values, throughput
-from evalkit.analysis.judge_metrics import JUDGE_INFO, judge_values
+from evalkit.analysis.capacity import carried_throughput, stored_cost_values, throughput
 from evalkit.analysis.classification import label_spec, model_values
+from evalkit.analysis.judge_metrics import JUDGE_INFO, judge_values
 
 if TYPE_CHECKING:
     from evalkit.store.db import Store
@@ -71,8 +71,8 @@ _INFO = [
     MetricInfo("latency_ms_p99", False, "99th percentile latency (ms)"),
     MetricInfo("ttft_ms_p50", False, "median time to first token of streamed calls (ms)"),
     MetricInfo("ttft_ms_p95", False, "95th percentile time to first token (ms)"),
-    MetricInfo("client_lag_ms_p95", False, "95th percentile of how late the client's event loop ran during a "
-               "call (ms): the harness's own share of the latency, at most"),
+    MetricInfo("client_lag_ms_p95", False, "95th percentile of the client's own delay per call (ms), kept out of "
+               "the latency: its clock beyond the wire's (unstamped calls: how late its event loop ran)"),
     MetricInfo("error_rate", False, "share of rows whose call failed after retries"),
     MetricInfo("prompt_tokens", None, "prompt tokens, summed"),
     MetricInfo("completion_tokens", None, "completion tokens, summed"),
@@ -261,6 +261,8 @@ def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int
         out.update({k: MetricValue(*v) for k, v in model_values(group, kind, labels, seed, str(model), resamples).items()})
         rps, tokens_per_s = throughput(group, walls.get(str(model)))
         n_called = int(((group["status"] == "ok") & ~group["cache_hit"].fillna(False).astype(bool)).sum())
+        if rps is None and (carried := carried_throughput(store, run_id, str(model))) is not None:
+            rps, tokens_per_s = carried[1], carried[2]  # all cached: the run that requested the answers
         out["throughput_rps"] = MetricValue(rps, n=n_called)
         out["output_tokens_per_s"] = MetricValue(tokens_per_s, n=n_called)
     for model, judged in judge_values(store, run_id, _config(store, run_id), seed, resamples).items():

@@ -17,6 +17,7 @@ both directions, so the recommendation is not fitted to the samples it is judged
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -159,24 +160,37 @@ def split_mask(sample_ids: np.ndarray, seed: int) -> np.ndarray:
     return np.array([hashlib.sha256(f"{seed}:{sid}".encode()).digest()[0] % 2 == 0 for sid in sample_ids])
 
 
-def choose(policies: list[Policy], large_accuracy: float, max_drop: float) -> Policy | None:
-    """The cheapest policy whose accuracy is within max_drop of the large model's (ties: fewer escalations)."""
+def choose(policies: list[Policy], large_accuracy: float, max_drop: float,
+           monthly: Callable[[Policy], float | None] | None = None) -> Policy | None:
+    """The cheapest policy whose accuracy is within max_drop of the large model's (ties: fewer escalations).
+
+    Cheapest by ``monthly(policy)`` — the deployment's monthly cost at the volume, a self-hosted side always
+    on (:func:`evalkit.analysis.capacity.policy_monthly`) — where it prices the policy; else by cost per call.
+    The two orderings differ: at a low volume an always-on box costs more than sending everything to the API,
+    however little GPU time each of its calls takes."""
     ok = [p for p in policies if p.accuracy >= large_accuracy - max_drop - 1e-12]
     if not ok:
         return None
-    return min(ok, key=lambda p: (p.cost_per_1k if p.cost_per_1k is not None else p.share_escalated,
-                                  p.share_escalated))
+
+    def cost(p: Policy) -> tuple[int, float, float]:
+        month = monthly(p) if monthly is not None else None
+        if month is not None:
+            return 0, month, p.share_escalated
+        return 1, (p.cost_per_1k if p.cost_per_1k is not None else p.share_escalated), p.share_escalated
+    return min(ok, key=cost)
 
 
-def recommend(d: RoutingData, style: str, max_drop: float, seed: int = 0, resamples: int = 2000) -> list[dict[str, Any]]:
-    """Choose on one half, evaluate on the other, both ways; CI of the held-out accuracy difference."""
+def recommend(d: RoutingData, style: str, max_drop: float, seed: int = 0, resamples: int = 2000,
+              monthly: Callable[[Policy], float | None] | None = None) -> list[dict[str, Any]]:
+    """Choose on one half (by ``monthly`` cost, see :func:`choose`), evaluate on the other, both ways; CI of the
+    held-out accuracy difference."""
     mask = split_mask(d.sample_ids, seed)
     folds: list[dict[str, Any]] = []
     for name, fit, test in (("A→B", mask, ~mask), ("B→A", ~mask, mask)):
         if fit.sum() < 2 or test.sum() < 2:
             raise ConfigError("too few paired samples to split for a recommendation (need at least 4)")
         dfit, dtest = d.subset(fit), d.subset(test)
-        chosen = choose(sweep(dfit, style), float(dfit.correct_l.mean()), max_drop)
+        chosen = choose(sweep(dfit, style), float(dfit.correct_l.mean()), max_drop, monthly)
         if chosen is None:
             folds.append({"fold": name, "threshold": None, "note": "no threshold meets the target on the fitting half"})
             continue
@@ -254,10 +268,13 @@ def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str |
         "small_only": asdict(evaluate_policy(d, -np.inf, "cascade")),
         "large_only": asdict(evaluate_policy(d, np.inf, "router")), "oracle": oracle(d),  # the large model alone
         "policies": {s: [asdict(p) for p in ps] for s, ps in policies.items()},  # monthly_cost_usd added below
-        "recommendation": {s: recommend(d, s, max_drop, seed, resamples) for s in STYLES},
     }
     small_inputs, large_inputs = deployment_inputs(store, run_id, d, small, large, gpu_usd_per_hour, gpu_monthly_usd,
                                                    requests_per_second)
+
+    def monthly(p: Policy) -> float | None:  # the recommendation ranks by the deployment's monthly cost
+        return policy_monthly(p.style, p.share_escalated, small_inputs, large_inputs, volume_per_day)
+    result["recommendation"] = {s: recommend(d, s, max_drop, seed, resamples, monthly) for s in STYLES}
     result["self_hosting"] = self_hosting(small_inputs, large_inputs, volume_per_day, large)
     result["cost_params"] = {"small": js_params(small_inputs), "large": js_params(large_inputs)}
     result["small_only"]["monthly_cost_usd"] = policy_monthly("cascade", 0.0, small_inputs, large_inputs, volume_per_day)

@@ -13,7 +13,11 @@ Format ``evalkit.show/1``::
                                 "monthly_cost_usd", "replicas_needed", "min_replicas",
                                 "requests_per_second", "throughput_source", "gpu_usd_per_hour",
                                 "cost_per_call", "baseline", "break_even_requests_per_day",
-                                "break_even_stays_cheaper_from", "break_even_note", "note"},
+                                "break_even_stays_cheaper_from", "break_even_note",
+                                "throughput_measured_in_run", "note"},
+                       "load": {"paced": [POINT], "sweep": null | {"load_id", "status", "arrival",
+                                "slo_p99_ms", "max_error_rate", "goodput_rps", "max_in_flight",
+                                "created_at", "points": [POINT]}},
                        "classification": {"kind": "label" | "labels", "classes", "n", "n_invalid",
                                           "per_class": [{"label", "precision", "recall", "f1", "support",
                                                          "predicted", "missed", "false_alarms"}],
@@ -21,6 +25,14 @@ Format ``evalkit.show/1``::
 
 ``classification`` is there for label and labels outputs only (``confusion``: single-label only; rows are the
 target classes, columns the answers, the last one ``(invalid)``; :mod:`evalkit.analysis.classification`).
+
+``throughput_measured_in_run``: a fully cached rerun requested nothing, so its throughput (and every
+figure resting on it) is the one measured in this earlier run, the one that requested the cached answers
+(null: measured in this run). ``load.paced``: the open-loop phase of this run (``run.load``), one POINT per
+rate (the ``load_points`` columns: ``rate_per_s``, ``n_sent``, ``achieved_rps``, ``latency_ms_p50/p95/p99``,
+``ttft_ms_p50/p99``, ``error_rate``, ``queue_ms_*``, ``cap_waits``, ``peak_in_flight``, ``meets_slo``, ...);
+``load.sweep``: the newest complete ``evalkit load`` sweep of the suite's model, whose goodput sizes the
+replicas.
 
 ``cold_start_ms`` is the latency of the model's first warm-up request (``run.warmup``; null without one),
 kept out of every latency metric; ``warmup_calls`` counts the warm-up requests (not in ``n_calls``).
@@ -67,6 +79,8 @@ def run_payload(store: Store, run_id: str) -> dict[str, Any]:
             "higher_is_better": info.higher_is_better if info else None}
     for name, block in stored_costs(store, run_id).items():
         models.setdefault(name, {"metrics": {}})["cost"] = block
+    for name, load in load_payload(store, run_id, str(run["suite_name"]), list(models)).items():
+        models[name]["load"] = load
     config = json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config")
     kind, labels = label_spec(config)
     if kind in ("label", "labels"):
@@ -76,3 +90,24 @@ def run_payload(store: Store, run_id: str) -> dict[str, Any]:
     return {"format": SHOW_FORMAT, "run": run_info, "models": models, **({"judge": judge} if judge else {})}
 
 
+_SWEEP_KEYS = ("load_id", "status", "arrival", "slo_p99_ms", "max_error_rate", "goodput_rps", "max_in_flight",
+               "created_at")
+
+
+def _point(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("load_id", "model", "created_at")}
+
+
+def load_payload(store: Store, run_id: str, suite: str, models: list[str]) -> dict[str, dict[str, Any]]:
+    """Per model, the ``load`` block of ``evalkit.show/1``: the run's paced phase and the suite's newest sweep."""
+    paced: dict[str, list[dict[str, Any]]] = {}
+    for row in store.run_load_points(run_id):
+        paced.setdefault(str(row["model"]), []).append(_point(row))
+    out: dict[str, dict[str, Any]] = {}
+    for model in models:
+        sweep = store.latest_load_sweep(suite, model)
+        block = None if sweep is None else {
+            **{k: (str(sweep[k]) if k == "created_at" and sweep[k] else sweep.get(k)) for k in _SWEEP_KEYS},
+            "points": [_point(p) for p in store.load_points(str(sweep["load_id"]))]}
+        out[model] = {"paced": paced.get(model, []), "sweep": block}
+    return out

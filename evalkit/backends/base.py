@@ -99,6 +99,11 @@ class Backend(Protocol):
         loopback server what it serves for :meth:`identity`); called once, before any timed request."""
         ...
 
+    async def start(self) -> None:
+        """The set-up bound to the event loop the model's requests run on (clients made on that loop), done on
+        it before its first request, warm-up or not."""
+        ...
+
     @property
     def loop_group(self) -> str | None:
         """Backends with the same group share one event loop (their client state is bound to one loop);
@@ -129,6 +134,9 @@ class BackendBase:
         return None
 
     def prepare(self) -> None:
+        return None
+
+    async def start(self) -> None:
         return None
 
     @property

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import time
 from typing import Any
 
+import aiohttp
+
 from evalkit.backends.base import RETRYABLE_STATUS, BackendBase, retry_after_seconds
 from evalkit.backends.openai_http import convert_logprobs
 from evalkit.backends.registry import BuildContext
 from evalkit.backends.served_identity import is_loopback, served_identity
+from evalkit.backends.wire_clock import exchange, stamping_session, time_wire
 from evalkit.config.model_specs import LiteLLMModel
 from evalkit.config.resolve import ResolvedModel, api_key
 from evalkit.errors import BackendError, ErrorKind
@@ -39,6 +43,7 @@ def prepare_litellm_client(litellm: Any, kwargs: dict[str, Any]) -> None:
     key = json.dumps({k: kwargs.get(k) for k in ("model", "api_base", "stream")}, default=str, sort_keys=True)
     if key in _prepared:
         return
+    _import_openai_sdk(litellm, kwargs)
     get_encoding = getattr(getattr(litellm, "main", None), "_get_encoding", None)
     if callable(get_encoding):
         get_encoding()
@@ -51,6 +56,43 @@ def prepare_litellm_client(litellm: Any, kwargs: dict[str, Any]) -> None:
     except Exception:  # a set-up shortcut only: the real call reports any real problem
         pass
     _prepared.add(key)
+
+
+def _import_openai_sdk(litellm: Any, kwargs: dict[str, Any]) -> None:
+    """A provider LiteLLM calls through the OpenAI SDK (``openai/...``, Azure, the OpenAI-compatible ones)
+    imports the SDK's resource modules inside its first call (``client.chat``: ~1 s, on the clock of the
+    first timed requests when ``run.warmup`` is 0) and builds its response models on first use — done here
+    instead."""
+    try:
+        provider = litellm.get_llm_provider(model=kwargs["model"], api_base=kwargs.get("api_base"))[1]
+    except Exception:  # LiteLLM reports an unknown provider on the real call
+        return
+    compatible = set(getattr(litellm, "openai_compatible_providers", None) or [])
+    if provider not in {"openai", "azure", "text-completion-openai"} | compatible:
+        return
+    importlib.import_module("openai.resources")
+    # ...and one answer through the whole SDK path (request building, response models built on first use), from
+    # LiteLLM's own mock transport: nothing leaves the process.
+    try:
+        import httpx
+        from litellm.llms.custom_httpx.mock_transport import MockOpenAITransport
+        from openai import AsyncOpenAI
+    except ImportError:
+        return
+
+    async def once() -> None:
+        client = AsyncOpenAI(api_key="no-key", base_url=kwargs.get("api_base") or "http://127.0.0.1:9/v1",
+                             http_client=httpx.AsyncClient(transport=MockOpenAITransport()), max_retries=0)
+        try:
+            await litellm.acompletion(**{k: v for k, v in kwargs.items() if k not in ("stream", "stream_options")},
+                                      messages=[{"role": "user", "content": "warm"}], api_key="no-key",
+                                      client=client, num_retries=0)
+        finally:
+            await client.close()
+    try:
+        asyncio.run(once())
+    except Exception:  # a set-up shortcut only: the real call reports any real problem
+        pass
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -169,6 +211,9 @@ class LiteLLMBackend(BackendBase):
         self.served_model = model.spec.model
         self._api_key = api_key
         self._litellm = import_litellm()
+        self._http: aiohttp.ClientSession | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
+        self._sdk_client: Any = None
         self._identity: dict[str, Any] = {"provider": "litellm", "model": self.spec.model,
                                           "api_base": self.spec.api_base, "params": self.spec.params}
 
@@ -213,18 +258,22 @@ class LiteLLMBackend(BackendBase):
             # An explicit endpoint without api_key_env gets a placeholder, so that a provider key LiteLLM
             # would otherwise pick up from the environment is never sent to a server the suite names.
             kwargs["api_key"] = "no-key"
+        kwargs["shared_session"] = self._session()
+        if self._sdk_client is not None and self._http_loop is asyncio.get_running_loop():
+            kwargs["client"] = self._sdk_client
         start = time.perf_counter()
         try:
-            response = await self._litellm.acompletion(**kwargs)
-            if request.stream:
-                completion = await self._read_stream(response, start)
-            else:
-                completion = self._read(response)
+            with exchange() as wire:
+                response = await self._litellm.acompletion(**kwargs)
+                if request.stream:
+                    completion = await self._read_stream(response, start)
+                else:
+                    completion = self._read(response)
         except BackendError:
             raise
         except Exception as exc:  # LiteLLM maps every provider error onto its own exception tree
             raise _as_backend_error(exc, self.spec.model) from None
-        completion.latency_ms = (time.perf_counter() - start) * 1000.0
+        time_wire(completion, wire, start, request.stream)
         completion.sent_params = {k: v for k, v in sent.items() if k != "model"}
         return completion
 
@@ -274,8 +323,41 @@ class LiteLLMBackend(BackendBase):
                           completion_tokens=completion_tokens,
                           resolved_model=model, logprobs=convert_logprobs(entries))
 
+    async def start(self) -> None:
+        """On the loop the requests run on: the aiohttp session, and for ``openai/...`` the OpenAI SDK client
+        LiteLLM would otherwise make inside the first timed call (built by LiteLLM's own factory, passed as
+        ``client``)."""
+        session = self._session()
+        self._sdk_client = None
+        if not self.spec.model.startswith("openai/"):
+            return
+        try:
+            from litellm.llms.openai.openai import OpenAIChatCompletion
+            from openai import AsyncOpenAI
+
+            http_client = OpenAIChatCompletion._get_async_http_client(shared_session=session)
+            self._sdk_client = AsyncOpenAI(api_key=self._api_key or ("no-key" if self.spec.api_base else None),
+                                           base_url=self.spec.api_base, http_client=http_client, max_retries=0)
+        except Exception:  # LiteLLM makes its own client on the first call, as without this
+            self._sdk_client = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The aiohttp session LiteLLM's transport sends through (``shared_session``): one per event loop,
+        stamping each exchange at the wire (:mod:`evalkit.backends.wire_clock`)."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http.closed or self._http_loop is not loop:
+            self._http = stamping_session(self.resolved.concurrency)
+            self._sdk_client = None  # made on another loop or over a closed session
+            self._http_loop = loop
+        return self._http
+
     async def aclose(self) -> None:
-        return None
+        if self._sdk_client is not None and self._http_loop is asyncio.get_running_loop():
+            await self._sdk_client.close()
+        self._sdk_client = None
+        if self._http is not None and not self._http.closed and self._http_loop is asyncio.get_running_loop():
+            await self._http.close()
+        self._http = None
 
 
 class LiteLLMFactory:

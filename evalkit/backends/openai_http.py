@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from evalkit.backends.base import RETRYABLE_STATUS, retry_after_seconds
+from evalkit.backends.wire_clock import WireTimes, exchange, stamping_session, time_wire
 from evalkit.errors import BackendError
 from evalkit.records import ChatRequest, Completion
 from evalkit.redact import redact_text
@@ -53,8 +54,7 @@ class OpenAICompatibleClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+            self._session = stamping_session(self._max_connections, self._headers)
         return self._session
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
@@ -75,16 +75,17 @@ class OpenAICompatibleClient:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(request.timeout_s):
-                async with self._client().post(self.url, data=payload) as resp:
-                    if resp.status >= 400:
-                        raw = await resp.read()
-                        raise BackendError(_error_message(resp.status, raw), status=resp.status,
-                                           retryable=resp.status in RETRYABLE_STATUS,
-                                           retry_after=retry_after_seconds(resp.headers), kind="http")
-                    if request.stream:
-                        completion = await self._read_stream(resp, start)
-                    else:
-                        completion = self._read_body(await resp.read())
+                with exchange() as wire:
+                    async with self._client().post(self.url, data=payload) as resp:
+                        if resp.status >= 400:
+                            raw = await resp.read()
+                            raise BackendError(_error_message(resp.status, raw), status=resp.status,
+                                               retryable=resp.status in RETRYABLE_STATUS,
+                                               retry_after=retry_after_seconds(resp.headers), kind="http")
+                        if request.stream:
+                            completion = await self._read_stream(resp, start, wire)
+                        else:
+                            completion = self._read_body(await resp.read())
         except TimeoutError:
             raise BackendError(f"no complete answer within {request.timeout_s:g} s (run.timeout_s)",
                                retryable=True, kind="timeout") from None
@@ -94,7 +95,7 @@ class OpenAICompatibleClient:
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise BackendError(f"connection failed: {type(exc).__name__}: {exc}", retryable=True,
                                kind="connection") from None
-        completion.latency_ms = (time.perf_counter() - start) * 1000.0
+        time_wire(completion, wire, start, request.stream)
         completion.sent_params = {k: v for k, v in body.items() if k != "model"}
         return completion
 
@@ -113,7 +114,7 @@ class OpenAICompatibleClient:
                           completion_tokens=usage.get("completion_tokens"),
                           resolved_model=data.get("model"), logprobs=convert_logprobs(logprobs))
 
-    async def _read_stream(self, resp: aiohttp.ClientResponse, start: float) -> Completion:
+    async def _read_stream(self, resp: aiohttp.ClientResponse, start: float, wire: WireTimes) -> Completion:
         parts: list[str] = []
         logprobs: list[dict[str, Any]] = []
         ttft: float | None = None
@@ -141,8 +142,9 @@ class OpenAICompatibleClient:
                 delta = choice.get("delta") or {}
                 piece = delta.get("content")
                 if piece:
-                    if ttft is None:
-                        ttft = (time.perf_counter() - start) * 1000.0
+                    if ttft is None:  # when the bytes carrying it arrived, if the connection was stamped
+                        ttft = wire.since_sent_ms(wire.last_byte_at or 0.0) if wire.last_byte_at else None
+                        ttft = ttft if ttft is not None else (time.perf_counter() - start) * 1000.0
                     parts.append(piece)
                 lp = choice.get("logprobs")
                 if isinstance(lp, dict) and lp.get("content"):

@@ -42,7 +42,6 @@ from evalkit.engine.writer import ResultWriter
 from evalkit.errors import BackendError, EvalkitError, InterruptedRunError, ModelAbortedError
 from evalkit.interop.lm_eval import plan_retention, run_retention
 from evalkit.records import ChatRequest, Completion
-from evalkit.scoring.pipeline import Score
 from evalkit.scoring.prepare import Prepared, prepare
 from evalkit.store.db import Store, now
 from evalkit.store.rows import new_run_id, result_row
@@ -105,7 +104,7 @@ class SuiteRun:
         self.progress = LockedProgress(progress)
         self.writer = ResultWriter(store)
         # Rows finished on the models' threads, written by this one (DuckDB: one connection, one thread).
-        self.rows: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self.rows: queue.SimpleQueue[Callable[[], dict[str, Any]]] = queue.SimpleQueue()
         self.closed: set[str] = set()  # models whose client was closed on its own loop
 
     def request_for(self, rendered: RenderedSample, model: str) -> ChatRequest:
@@ -119,7 +118,7 @@ class SuiteRun:
             try:
                 mark = monitor.mark() if monitor else 0.0
                 completion = await backend.complete(request)
-                if monitor is not None:
+                if monitor is not None and completion.client_lag_ms is None:  # not timed at the wire
                     completion.client_lag_ms = monitor.lag_ms_since(mark)
                 return completion, attempt
             except BackendError as exc:
@@ -133,9 +132,12 @@ class SuiteRun:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _row(self, model: str, rendered: RenderedSample, repeat: int, key: str, score: Score,
+    def _row(self, model: str, rendered: RenderedSample, repeat: int, key: str,
              completion: Completion | None, error: BackendError | None, attempts: int,
              cache_hit: bool, cost: float | None, request: ChatRequest) -> dict[str, Any]:
+        score = self.p.scorer.score(rendered, completion) if completion else self.p.scorer.error_score()
+        self.progress.advance(model, score.correct, error is not None,
+                              completion.latency_ms if completion else None, cache_hit)
         sent = completion.sent_params if completion else {
             **request.params, **({"logprobs": True, "top_logprobs": request.top_logprobs}
                                  if request.logprobs else {}), **({"stream": True} if request.stream else {})}
@@ -154,6 +156,7 @@ class SuiteRun:
         """``run.warmup`` requests on the first samples, one at a time, before timing starts: not results,
         never from or into the cache; the first one's latency is the model's cold start. A failure ends
         the warm-up (the timed requests report it)."""
+        await backend.start()  # clients made on this loop, before its first request — warm-up or not
         for rendered in self.p.rendered[:self.suite.run.warmup]:
             try:
                 completion = await backend.complete(self.request_for(rendered, model))
@@ -204,12 +207,10 @@ class SuiteRun:
                     state["consecutive_failures"] += 1
                 outcome.calls += attempts
                 cost = call_cost(spec, completion) if completion else None
-            score = self.p.scorer.score(rendered, completion) if completion else self.p.scorer.error_score()
-            self.rows.put(self._row(model, rendered, repeat, key, score, completion, error, attempts,
-                                    hit is not None, cost, request))
+            # Scored, made a row and shown on the writer's thread: nothing but the request on this timed loop.
+            self.rows.put(functools.partial(self._row, model, rendered, repeat, key, completion, error, attempts,
+                                            hit is not None, cost, request))
             outcome.rows += 1
-            self.progress.advance(model, score.correct, error is not None,
-                                  completion.latency_ms if completion else None, hit is not None)
             if error is not None and state["successes"] == 0:
                 # A model that cannot be reached or refuses our credentials fails every call the same way:
                 # stop at once rather than burn the dataset on retries.

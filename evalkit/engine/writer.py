@@ -1,9 +1,11 @@
-"""The one writer of a run's results: rows finished on the models' threads, batched into DuckDB here."""
+"""The one writer of a run's results: calls finished on the models' threads, scored, made rows and
+batched into DuckDB here (so none of that runs on a model's timed event loop)."""
 
 from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 from typing import Any
 
 from evalkit.store.db import Store
@@ -32,14 +34,15 @@ class ResultWriter:
             self.written += self.store.insert_results(rows)
         self._last = time.monotonic()
 
-    def drain(self, rows: queue.SimpleQueue[dict[str, Any]], wait_s: float) -> None:
-        """Take the rows the models' threads finished (waiting up to ``wait_s`` for the first)."""
+    def drain(self, rows: queue.SimpleQueue[Callable[[], dict[str, Any]]], wait_s: float) -> None:
+        """Make and add the rows of the calls the models' threads finished (waiting up to ``wait_s`` for
+        the first): each is a function that scores the call and returns its row."""
         try:
-            row: dict[str, Any] | None = rows.get(timeout=wait_s) if wait_s > 0 else rows.get_nowait()
+            row: Callable[[], dict[str, Any]] | None = rows.get(timeout=wait_s) if wait_s > 0 else rows.get_nowait()
         except queue.Empty:
             row = None
         while row is not None:
-            self.add(row)
+            self.add(row())
             try:
                 row = rows.get_nowait()
             except queue.Empty:

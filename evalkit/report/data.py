@@ -26,6 +26,7 @@ SCORECARD = [  # (metric, label, kind)
     ("tail5_brier", "Worst-5% Brier", "score"), ("confident_error_rate", "Confident errors", "rate"),
     ("latency_ms_p50", "Latency p50", "ms"), ("latency_ms_p95", "Latency p95", "ms"),
     ("latency_ms_p99", "Latency p99", "ms"), ("ttft_ms_p50", "Time to first token p50", "ms"),
+    ("cold_start_ms", "Cold start (first warm-up request; not in the latencies)", "ms"),
     ("error_rate", "Error rate", "rate"), ("throughput_rps", "Throughput (requests/s of wall time)", "per_s"),
     ("output_tokens_per_s", "Output tokens/s", "per_s"),
     ("cost_per_1k", "Cost per 1k requests (per call; self-hosted: GPU time)", "usd"),
@@ -82,7 +83,9 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         worst, n_worst = worst_entries(rows, frame[frame["model"] != m["model"]], MAX_WORST, _clip)
         models.append({
             "name": m["model"], "provider": m["provider"], "model_ref": m["model_ref"], "status": m["status"],
-            "error": m["error"], "color": colors[m["model"]], "metrics": metrics[m["model"]],
+            "error": m["error"], "color": colors[m["model"]],
+            "metrics": {**metrics[m["model"]], "cold_start_ms": {"value": m.get("cold_start_ms"), "n": None,
+                                                                 "ci_low": None, "ci_high": None}},
             "config": json.dumps(json.loads(m["config"]) if m["config"] else {}, indent=2),
             "adapter": json.dumps(json.loads(m["adapter"]), indent=2) if m["adapter"] else None,
             "reliability": charts.reliability(m["model"], colors[m["model"]],

@@ -9,7 +9,7 @@ import jinja2
 
 from evalkit.analysis.sample_counts import count_label
 from evalkit.report.data import collect
-from evalkit.report.watch_text import count_notes, watch_detail, watch_name
+from evalkit.report.watch_text import count_notes, human, watch_detail, watch_name
 from evalkit.store.db import Store
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -53,6 +53,7 @@ def environment() -> jinja2.Environment:
     env.globals["count_label"] = count_label
     env.globals["count_notes"] = count_notes
     env.globals["watch_detail"] = watch_detail
+    env.globals["human"] = human
     env.globals["watch_name"] = watch_name
     env.globals["inline"] = lambda name: (_TEMPLATES / name).read_text(encoding="utf-8")
     return env

@@ -7,6 +7,7 @@ older one) renders as before.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -15,14 +16,32 @@ from evalkit.analysis.sample_counts import count_label
 WATCH_TITLE = "watch list (significantly worse than its margin, no rule covers it; does not change the exit code)"
 
 
-def _value(v: float | None, kind: str) -> str:
+MS_PREFIXES = ("latency_", "ttft_", "cold_start", "client_lag", "e2e_", "queue_")
+
+
+def human(v: float | None, metric: str = "", signed: bool = False) -> str:
+    """A number as people read it: thousands separated, about 4 significant digits, never e-notation
+    ("10,723 ms", "0.0123", "+1,204"); milliseconds say so."""
     if v is None:
         return "—"
-    return f"{v:,.0f}" if kind == "relative" and abs(v) >= 100 else f"{v:.4g}"
+    sign = "+" if signed else ""
+    size = abs(v)
+    if size >= 100 or size == 0:
+        text = f"{v:{sign},.0f}"
+    else:
+        decimals = 3 - math.floor(math.log10(size))
+        text = f"{v:{sign},.{decimals}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+    return f"{text} ms" if metric.startswith(MS_PREFIXES) else text
 
 
-def _signed(v: float, kind: str) -> str:
-    return f"{v:+,.0f}" if kind == "relative" and abs(v) >= 100 else f"{v:+.4g}"
+def _value(v: float | None, metric: str) -> str:
+    return human(v, metric)
+
+
+def _signed(v: float, metric: str) -> str:
+    return human(v, metric, signed=True)
 
 
 def watch_name(item: dict[str, Any]) -> str:
@@ -38,7 +57,7 @@ def watch_margin(item: dict[str, Any]) -> str:
 
 def watch_detail(item: dict[str, Any]) -> str:
     """One entry's numbers: baseline → candidate, Δ with CI, ratio, n pairs, margin."""
-    kind = item["margin_kind"]
+    kind = str(item["metric"])
     text = (f"{_value(item['baseline'], kind)} → {_value(item['candidate'], kind)} "
             f"(Δ {_signed(item['delta'], kind)}, CI [{_signed(item['ci_low'], kind)}, {_signed(item['ci_high'], kind)}]")
     if item.get("ratio") is not None:

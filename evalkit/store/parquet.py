@@ -1,7 +1,8 @@
 """Runs as Parquet folders: export one run, import it elsewhere, or merge sharded runs into one.
 
 An export is a folder with one Parquet file per table (``runs``, ``run_models``, ``samples``,
-``results``, ``metrics``; only the run's rows) and ``manifest.json`` (format, evalkit version, schema
+``results``, ``metrics``; only the run's rows; the run-level tables; the load tables of its paced phases
+and of its suite's ``evalkit load`` sweeps) and ``manifest.json`` (format, evalkit version, schema
 version, run id, row counts). Parquet keeps the column types, and DuckDB reads it back directly.
 
 Importing several folders merges them into one new run when they are parts of the same suite run
@@ -33,6 +34,10 @@ TABLES = ("runs", "run_models", "samples", "results", "metrics")
 # Copied with a single run as they are; a merge of shards leaves them out (they describe the whole run:
 # rerun `evalkit retention` / `evalkit route` on the merged run).
 RUN_LEVEL_TABLES = ("retention", "retention_samples", "routing_policies", "routing_recommendations")
+# Open-loop load: the run's paced phases (run.load) and the `evalkit load` sweeps of its suite's models, whose
+# goodput its cost figures rest on. Sweeps keep their id (one already in the target store is not copied
+# twice); a paced phase follows its run's id.
+LOAD_TABLES = ("load_runs", "load_points", "load_requests")
 
 
 def _redacted(table: pa.Table) -> pa.Table:
@@ -53,6 +58,15 @@ def export_run(store: Store, run_id: str, folder: str | Path) -> dict[str, Any]:
     counts = {}
     for table in TABLES + RUN_LEVEL_TABLES:
         arrow = _redacted(store.arrow(f"SELECT * FROM {table} WHERE run_id = ?", [run_id]))
+        pq.write_table(arrow, out / f"{table}.parquet")
+        counts[table] = arrow.num_rows
+    run = store.get_run(run_id)
+    ids = [r[0] for r in store.sql(
+        "SELECT load_id FROM load_runs WHERE run_id = ? OR (kind = 'sweep' AND suite_name = ? AND model IN "
+        "(SELECT model FROM run_models WHERE run_id = ?)) ORDER BY load_id", [run_id, run["suite_name"], run_id])]
+    for table in LOAD_TABLES:
+        arrow = _redacted(store.arrow(f"SELECT * FROM {table} WHERE load_id IN (SELECT unnest(?::VARCHAR[]))",
+                                      [ids]))
         pq.write_table(arrow, out / f"{table}.parquet")
         counts[table] = arrow.num_rows
     manifest = {"format": FORMAT, "evalkit_version": __version__, "schema_version": store.schema_version(),
@@ -131,7 +145,35 @@ def import_runs(store: Store, folders: list[str | Path], run_id: str | None = No
                 if (paths[0] / f"{table}.parquet").is_file():  # exports of older versions lack the newer tables
                     store.sql(f"INSERT INTO {table} BY NAME SELECT * REPLACE (?::VARCHAR AS run_id) "
                               "FROM read_parquet(?)", [target, files(table)[0]])
+        for path in paths:
+            _import_load(store, path, target)
     return ParquetImport(target, merged=len(paths) > 1)
+
+
+def _import_load(store: Store, folder: Path, target: str) -> None:
+    """Copy an export's load tables (older exports have none): a paced phase under the target run (its id
+    renamed when the run's is), a sweep unless the store already has it."""
+    if not all((folder / f"{t}.parquet").is_file() for t in LOAD_TABLES):
+        return
+    existing = {r[0] for r in store.sql("SELECT load_id FROM load_runs")}
+    old_ids, new_ids = [], []
+    for row in _read(store, folder, "load_runs"):
+        old = new = str(row["load_id"])
+        if row["kind"] == "run" and row["run_id"] and row["run_id"] != target:
+            source = str(row["run_id"])
+            new = target + old[len(source):] if old.startswith(source) else f"{old}@{target}"
+        if new not in existing:
+            old_ids.append(old)
+            new_ids.append(new)
+    if not old_ids:
+        return
+    mapping = "(SELECT unnest(?::VARCHAR[]) AS old_id, unnest(?::VARCHAR[]) AS new_id)"
+    store.sql(f"INSERT INTO load_runs BY NAME SELECT p.* REPLACE (m.new_id AS load_id, CASE WHEN p.kind = 'run' "
+              f"THEN ?::VARCHAR ELSE p.run_id END AS run_id) FROM read_parquet(?) p JOIN {mapping} m "
+              "ON p.load_id = m.old_id", [target, str(folder / "load_runs.parquet"), old_ids, new_ids])
+    for table in ("load_points", "load_requests"):
+        store.sql(f"INSERT INTO {table} BY NAME SELECT p.* REPLACE (m.new_id AS load_id) FROM read_parquet(?) p "
+                  f"JOIN {mapping} m ON p.load_id = m.old_id", [str(folder / f"{table}.parquet"), old_ids, new_ids])
 
 
 def _check_mergeable(paths: list[Path], runs: list[dict[str, Any]], models: list[list[dict[str, Any]]]) -> None:

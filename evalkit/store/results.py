@@ -82,6 +82,17 @@ class ResultQueries(StoreBase):
             "QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY created_at DESC) = 1", [key_list])
         return {r["cache_key"]: r for r in rows}
 
+    def cache_origin(self, run_id: str, model: str) -> tuple[str, str] | None:
+        """(run, model) that requested the answers this run's cached rows of ``model`` reuse — the one that
+        requested most of them; None when the model has no cached row, or their origin is not stored."""
+        row = self.one(
+            "SELECT src.run_id, src.model, count(*) AS n FROM results cur JOIN results src "
+            "ON src.cache_key = cur.cache_key AND src.run_id <> cur.run_id "
+            "WHERE cur.run_id = ? AND cur.model = ? AND cur.cache_hit AND src.status = 'ok' "
+            "AND NOT coalesce(src.cache_hit, false) "
+            "GROUP BY src.run_id, src.model ORDER BY n DESC, src.run_id DESC LIMIT 1", [run_id, model])
+        return None if row is None else (str(row[0]), str(row[1]))
+
     def results_frame(self, run_id: str, columns: Sequence[str] | None = None) -> Any:
         """A run's result rows as a pandas DataFrame (one row per model × sample × repeat), in dataset order.
 
