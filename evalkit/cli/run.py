@@ -55,6 +55,9 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
         click.echo(f"run {summary.run_id} stored in {db_path}; details: evalkit show {summary.run_id} --db {db_path}")
     for line in unconfident:
         click.echo(f"warning: {line}", err=True)
+    for check in summary.overlap:  # run.contamination: warn ran anyway; say what was found (or that nothing was)
+        click.echo(("warning: held-out overlap: " if check.report.contaminated else "held-out check: ")
+                   + check.message(), err=True)
     for group in summary.score_errors:  # exit 0, but said: these rows were scored 0 by a failing function
         click.echo(f"warning: score errors: {group.line()}", err=True)
     for outcome in summary.outcomes:

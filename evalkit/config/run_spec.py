@@ -45,6 +45,10 @@ class RunSpec(Strict):
     volume_per_day: float = Field(100_000, ge=0, description="Requests per day the cost projection is for: "
                                   "monthly_cost_usd and replicas_needed (what a gate bounds), and the report's "
                                   "and evalkit route's default volume.")
+    contamination: Literal["fail", "warn", "off"] = Field(
+        "warn", description="Held-out overlap with a model's training data (exact or near duplicates of the "
+        "rendered inputs): fail stops the run before any call (exit 2), warn runs and flags it (report, show, "
+        "gate), off does not check.")
     load: LoadSpec | None = Field(
         None, description="Open loop: send each model's requests at rate_per_s (Poisson or constant arrivals) "
         "instead of keeping `concurrency` in flight.")

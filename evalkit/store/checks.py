@@ -1,0 +1,57 @@
+"""Store queries about what a run was checked against: held-out overlap with training data
+(``heldout_overlap``), the leakage probe (``leakage``) and the gate checks made on runs (``gate_checks``),
+which tell the fine-tune export which held-out sets must stay out of training."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from evalkit.store.base import StoreBase, now
+
+
+class CheckQueries(StoreBase):
+    """Overlap checks, leakage probes and gate checks of runs."""
+
+    # -- held-out overlap -------------------------------------------------------------------
+    def insert_overlap(self, row: dict[str, Any]) -> None:
+        """One model's overlap check of a run (``pairs`` a list, stored as JSON)."""
+        self.sql("DELETE FROM heldout_overlap WHERE run_id = ? AND model = ?", [row["run_id"], row["model"]])
+        self.insert_row("heldout_overlap", {**row, "created_at": row.get("created_at") or now()})
+
+    def overlap_checks(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's overlap checks, one per model that named training data, pairs decoded."""
+        if "heldout_overlap" not in self._tables():
+            return []
+        rows = self.dicts("SELECT * FROM heldout_overlap WHERE run_id = ? ORDER BY model", [run_id])
+        for r in rows:
+            r["pairs"] = json.loads(r["pairs"]) if r["pairs"] else []
+        return rows
+
+    # -- leakage ----------------------------------------------------------------------------
+    def replace_leakage(self, run_id: str, model: str, rows: list[dict[str, Any]]) -> None:
+        with self.transaction():
+            self.sql("DELETE FROM leakage WHERE run_id = ? AND model = ?", [run_id, model])
+            for row in rows:
+                self.insert_row("leakage", {"run_id": run_id, "model": model, **row, "created_at": now()})
+
+    def leakage_rows(self, run_id: str) -> list[dict[str, Any]]:
+        if "leakage" not in self._tables():
+            return []
+        rows = self.dicts("SELECT * FROM leakage WHERE run_id = ? ORDER BY model, probe", [run_id])
+        for r in rows:
+            r["details"] = json.loads(r["details"]) if r["details"] else []
+        return rows
+
+    # -- gate checks ------------------------------------------------------------------------
+    def record_gate_check(self, run_id: str, suite_name: str, baseline: str, candidate: str, verdict: str) -> None:
+        self.insert_row("gate_checks", {"run_id": run_id, "suite_name": suite_name, "baseline": baseline,
+                                        "candidate": candidate, "verdict": verdict, "created_at": now()})
+
+    def gated_heldout_messages(self) -> list[tuple[str, str, str, Any]]:
+        """(run_id, suite_name, sample_id, messages JSON) of every sample of every run that was gated here."""
+        if "gate_checks" not in self._tables():
+            return []
+        return [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in self.sql(
+            "SELECT s.run_id, g.suite_name, s.sample_id, s.messages FROM samples s "
+            "JOIN (SELECT DISTINCT run_id, suite_name FROM gate_checks) g USING (run_id) ORDER BY s.run_id, s.position")]
