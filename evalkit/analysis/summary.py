@@ -22,6 +22,12 @@ Metric names are listed in :data:`evalkit.analysis.metrics.METRICS`; a metric th
 ``run.volume_per_day`` (:func:`evalkit.analysis.capacity.model_cost`): ``throughput_source`` says where the
 replicas' requests/s come from ("stated", "goodput at SLO", "measured closed-loop throughput");
 ``break_even_note`` says why the break-even is null ("never: ...") or where the API is cheaper again.
+
+``heldout_overlap`` ({MODEL: {"policy", "training_path", "training_sha256", "training_source",
+"training_format", "n_heldout", "n_training", "exact", "near", "contaminated", "max_jaccard", "threshold",
+"ngram", "num_perm", "candidates", "examples"}}) holds the held-out overlap check of each model that named
+training data; ``leakage`` ({MODEL: {PROBE: {"n", "hits", "rate", "k", "examples"}}}) the leakage probes
+(:mod:`evalkit.analysis.heldout_checks`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from evalkit.analysis.capacity import stored_costs
+from evalkit.analysis.heldout_checks import show_blocks
 from evalkit.analysis.metrics import METRICS
 from evalkit.store.db import Store
 
@@ -55,6 +62,6 @@ def run_payload(store: Store, run_id: str) -> dict[str, Any]:
             "higher_is_better": info.higher_is_better if info else None}
     for name, block in stored_costs(store, run_id).items():
         models.setdefault(name, {"metrics": {}})["cost"] = block
-    return {"format": SHOW_FORMAT, "run": run_info, "models": models}
+    return {"format": SHOW_FORMAT, "run": run_info, "models": models, **show_blocks(store, run_id)}
 
 

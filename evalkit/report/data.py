@@ -13,6 +13,7 @@ from evalkit.errors import ConfigError
 from evalkit.report import charts
 from evalkit.report.costs import cost_section, routing_costs
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
+from evalkit.report.heldout import heldout_section
 from evalkit.report.load import load_curves
 from evalkit.report.score_errors import score_error_section
 from evalkit.store.db import Store
@@ -55,6 +56,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
             volume_per_day: float | None = None, resamples: int = 2000) -> dict[str, Any]:
     """The report's context: run, provenance, scorecards, charts, verdict, regressions, gallery."""
     from evalkit.analysis.gates import evaluate
+    from evalkit.analysis.heldout_checks import add_heldout
     from evalkit.analysis.paired import Side, pair
     from evalkit.analysis.retention import retention_pair_from_config
     from evalkit.config.gate_specs import GateRule
@@ -107,6 +109,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         add_counts_and_watch(comparison, store, pairing, rules,
                              WatchSpec.model_validate((config.get("gates") or {}).get("watch") or {}),
                              int((config.get("run") or {}).get("seed", 0)), resamples)
+        add_heldout(comparison, store, pairing, str((config.get("run") or {}).get("contamination", "warn")))
         for r in comparison["regressions"]:
             for key in ("baseline_output", "candidate_output", "target"):
                 r[key] = _clip(r[key])
@@ -125,6 +128,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
         "load_curves": load_curves(store, run["suite_name"], names, colors),
         "score_errors": score_error_section(store, run_id),
+        "heldout": heldout_section(store, run_id, names),
     }
 
 
