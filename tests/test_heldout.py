@@ -214,3 +214,28 @@ def test_chat_jsonl_training_data_compares_the_user_turns(make_suite, tmp_path):
     checks = check_heldout(prepare(load_suite(suite)))
     assert checks[0].training.format == "chat" and checks[0].report.exact == 1
     assert checks[0].report.pairs[0].sample_id == "e5" and checks[0].report.pairs[0].training_ref == "line 1"
+
+
+def test_band_candidates_are_datasketch_minhashlsh_candidates():
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from evalkit.analysis.overlap import LSH_BANDS, LSH_ROWS, NUM_PERM, band_candidates
+
+    rng = random.Random(3)
+    train = [normalise(_doc(rng, 12)) for _ in range(300)]
+    held = [normalise(_doc(rng, 12)) for _ in range(200)]
+    for k in range(0, 60, 3):  # near copies at several distances: one to four words edited
+        words = train[k].split()
+        for pos in rng.sample(range(12), 1 + k % 4):
+            words[pos] = "zz"
+        held[k] = " ".join(words)
+    vocab: dict[str, int] = {}
+    ts, hs = Shingled(train, vocab=vocab), Shingled(held, vocab=vocab)
+    tsig, hsig = ts.signatures(len(vocab) + 1), hs.signatures(len(vocab) + 1)
+    lsh = MinHashLSH(num_perm=NUM_PERM, params=(LSH_BANDS, LSH_ROWS))
+    for j, sig in enumerate(tsig):
+        lsh.insert(j, LeanMinHash(seed=1, hashvalues=sig, scheme="affine32"))
+    expected = {(i, j) for i, sig in enumerate(hsig) for j in lsh.query(LeanMinHash(seed=1, hashvalues=sig,
+                                                                                       scheme="affine32"))}
+    mine = {(int(i), int(j)) for i, j in band_candidates(tsig, hsig)}
+    assert len(expected) >= 10 and mine == expected

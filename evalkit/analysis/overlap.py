@@ -6,10 +6,13 @@
 - **Exact duplicate**: same sha256 of the normalised text (:func:`content_hash`).
 - **Near duplicate**: the Jaccard similarity of the two texts' sets of word ``NGRAM``-grams (shingles,
   over the normalised words; a text shorter than ``NGRAM`` words is one shingle) is at least
-  ``NEAR_THRESHOLD``. Candidates come from datasketch's MinHash + MinHashLSH (``NUM_PERM`` permutations,
-  ``LSH_BANDS`` bands of ``LSH_ROWS`` rows: a pair at Jaccard 0.5 becomes a candidate with probability
-  0.996, at 0.6 with 0.99997); each candidate's *exact* Jaccard is then computed from the shingle sets,
-  and only that number decides and is reported.
+  ``NEAR_THRESHOLD``. Candidates come from MinHash signatures and LSH banding (``NUM_PERM`` permutations
+  of datasketch's affine32 MinHash scheme, computed for all texts at once with numpy; ``LSH_BANDS`` bands of
+  ``LSH_ROWS`` rows as in datasketch's ``MinHashLSH``, joined band by band on sorted arrays: a pair at
+  Jaccard 0.5 becomes a candidate with probability 0.996, at 0.6 with 0.99997); each candidate's *exact*
+  Jaccard is then computed from the shingle sets, and only that number decides and is reported.
+  ``tests/test_heldout.py`` checks the signatures against ``datasketch.MinHash`` and the candidates against
+  ``datasketch.MinHashLSH``.
 
 The cost is about linear in the two set sizes (one MinHash per text, one LSH query per held-out text),
 not the product of them: ``benchmarks/overlap_scale.py`` measures 10k × 10k against the naive pair loop.
@@ -43,6 +46,14 @@ def normalise(text: str) -> str:
 def content_hash(text: str) -> str:
     """sha256 of the normalised text: equal for texts that differ only in case, punctuation or spacing."""
     return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
+
+
+def shingles_of(normalised: str, n: int = NGRAM) -> set[str]:
+    """One text's word n-grams as strings (the plain definition :class:`Shingled` vectorises)."""
+    words = normalised.split(" ") if normalised else []
+    if len(words) < n:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
 class Shingled:
@@ -194,11 +205,52 @@ def _excerpt(text: str) -> str:
     return flat if len(flat) <= EXCERPT_CHARS else flat[:EXCERPT_CHARS - 1] + "…"
 
 
+def _band_keys(sigs: Any, cols: range) -> Any:
+    import numpy as np
+
+    key = np.zeros(len(sigs), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for c in cols:
+            key = key * np.uint64(0x9E3779B97F4A7C15) + sigs[:, c].astype(np.uint64)
+    return key
+
+
+def band_candidates(train_sigs: Any, held_sigs: Any, bands: int = LSH_BANDS, rows: int = LSH_ROWS) -> Any:
+    """(held-out row, training row) pairs whose signatures agree on every row of at least one band: the
+    candidate rule of datasketch's ``MinHashLSH(params=(bands, rows))``, as sorted-array joins per band
+    instead of a Python dict insert and lookup per text and band (the same pairs, ``tests/test_heldout.py``
+    checks it against MinHashLSH; a band's rows are mixed into one 64-bit key, so a rare key collision can
+    add a candidate, never lose one — and every candidate is judged by its exact Jaccard anyway)."""
+    import numpy as np
+
+    empty = np.uint32(0xFFFFFFFF)
+    t_ok = np.flatnonzero(train_sigs[:, 0] != empty) if len(train_sigs) else np.zeros(0, dtype=np.int64)
+    h_ok = np.flatnonzero(held_sigs[:, 0] != empty) if len(held_sigs) else np.zeros(0, dtype=np.int64)
+    found = []
+    with np.errstate(over="ignore"):
+        for band in range(bands):
+            cols = range(band * rows, (band + 1) * rows)
+            tk, hk = _band_keys(train_sigs[t_ok], cols), _band_keys(held_sigs[h_ok], cols)
+            order = np.argsort(tk, kind="stable")
+            tk_sorted = tk[order]
+            lo = np.searchsorted(tk_sorted, hk, side="left")
+            hi = np.searchsorted(tk_sorted, hk, side="right")
+            counts = hi - lo
+            if not counts.any():
+                continue
+            held_rows = np.repeat(np.arange(len(hk)), counts)
+            starts = np.repeat(lo, counts)
+            within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+            found.append(h_ok[held_rows].astype(np.int64) * len(train_sigs) + t_ok[order[starts + within]])
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.unique(np.concatenate(found))
+    return np.stack([pairs // len(train_sigs), pairs % len(train_sigs)], axis=1)
+
+
 def find_overlap(heldout: Sequence[tuple[str, str]], training: Sequence[tuple[str, str]],
                  threshold: float = NEAR_THRESHOLD) -> OverlapReport:
     """Compare held-out ``(sample_id, input text)`` with training ``(ref, input text)``."""
-    from datasketch import LeanMinHash, MinHashLSH
-
     report = OverlapReport(n_heldout=len(heldout), n_training=len(training), threshold=threshold)
     train_norm = [normalise(t) for _, t in training]
     by_hash: dict[str, int] = {}
@@ -222,26 +274,17 @@ def find_overlap(heldout: Sequence[tuple[str, str]], training: Sequence[tuple[st
         train_sh = Shingled(train_norm, vocab=vocab)
         held_sh = Shingled(rest_norm, vocab=vocab)
         base = len(vocab) + 1
-        lsh = MinHashLSH(num_perm=NUM_PERM, params=(LSH_BANDS, LSH_ROWS))
-        empty = 0xFFFFFFFF
-        with lsh.insertion_session() as session:
-            for j, sig in enumerate(train_sh.signatures(base)):
-                if sig[0] != empty or train_norm[j]:
-                    session.insert(j, LeanMinHash(seed=1, hashvalues=sig, scheme="affine32"), check_duplication=False)
-        for k, sig in enumerate(held_sh.signatures(base)):
-            if not rest_norm[k]:
-                continue
-            best: tuple[float, int] | None = None
-            mine = held_sh.shingle_set(k, base)
-            for j in lsh.query(LeanMinHash(seed=1, hashvalues=sig, scheme="affine32")):
-                report.candidates += 1
-                score = jaccard(mine, train_sh.shingle_set(j, base))
-                if score >= threshold and (best is None or score > best[0] or (score == best[0] and j < best[1])):
-                    best = (score, j)
-            if best is not None:
-                sample_id, text = heldout[rest[k]]
-                found.append(OverlapPair(sample_id, training[best[1]][0], "near", round(best[0], 4),
-                                         _excerpt(text), _excerpt(training[best[1]][1])))
+        candidates = band_candidates(train_sh.signatures(base), held_sh.signatures(base))
+        report.candidates = len(candidates)
+        best: dict[int, tuple[float, int]] = {}
+        for k, j in candidates.tolist():
+            score = jaccard(held_sh.shingle_set(k, base), train_sh.shingle_set(j, base))
+            if score >= threshold and (k not in best or score > best[k][0]):
+                best[k] = (score, j)  # candidates come sorted by (k, j): ties keep the first training row
+        for k, (score, j) in sorted(best.items()):
+            sample_id, text = heldout[rest[k]]
+            found.append(OverlapPair(sample_id, training[j][0], "near", round(score, 4),
+                                     _excerpt(text), _excerpt(training[j][1])))
         report.near = len(found) - report.exact
     report.pairs = sorted(found, key=lambda p: (-p.jaccard, p.sample_id))
     return report

@@ -55,3 +55,15 @@ class CheckQueries(StoreBase):
         return [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in self.sql(
             "SELECT s.run_id, g.suite_name, s.sample_id, s.messages FROM samples s "
             "JOIN (SELECT DISTINCT run_id, suite_name FROM gate_checks) g USING (run_id) ORDER BY s.run_id, s.position")]
+
+    # -- fine-tune export -------------------------------------------------------------------
+    def finetune_rows(self, run_id: str, teacher: str, student: str) -> list[dict[str, Any]]:
+        """Per sample of the run (file order): its messages and target, and the teacher's and student's
+        first-repeat answer, status and correctness (a missing row counts as not correct)."""
+        return self.dicts(
+            "SELECT s.sample_id, s.messages, s.target, t.output AS teacher_output, t.status AS teacher_status, "
+            "coalesce(t.correct, false) AS teacher_correct, coalesce(c.correct, false) AS student_correct "
+            "FROM samples s "
+            "LEFT JOIN results t ON t.run_id = s.run_id AND t.sample_id = s.sample_id AND t.model = ? AND t.repeat = 0 "
+            "LEFT JOIN results c ON c.run_id = s.run_id AND c.sample_id = s.sample_id AND c.model = ? AND c.repeat = 0 "
+            "WHERE s.run_id = ? ORDER BY s.position", [teacher, student, run_id])
