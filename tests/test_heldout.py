@@ -239,3 +239,16 @@ def test_band_candidates_are_datasketch_minhashlsh_candidates():
                                                                                        scheme="affine32"))}
     mine = {(int(i), int(j)) for i, j in band_candidates(tsig, hsig)}
     assert len(expected) >= 10 and mine == expected
+
+
+def test_validate_runs_the_check_without_calling_a_model(make_suite, tmp_path):
+    from click.testing import CliRunner
+
+    from evalkit.cli import main
+
+    suite = _suite(make_suite, "http://127.0.0.1:9/v1", tmp_path, "warn", CONTAMINATED)
+    result = CliRunner().invoke(main, ["validate", str(suite)])
+    assert result.exit_code == 0 and "warning: held-out overlap: model 'tuned'" in result.output
+    suite.write_text(suite.read_text().replace("contamination: warn", "contamination: fail"))
+    result = CliRunner().invoke(main, ["validate", str(suite)])
+    assert result.exit_code == 2 and "1 exact and 1 near duplicate" in result.output

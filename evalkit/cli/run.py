@@ -130,6 +130,11 @@ def validate(suite: str, limit: int | None) -> None:
         missing = missing_api_key(name, spec, str(loaded.path))
         if missing is not None:
             click.echo(f"warning: {missing} ('evalkit run' will stop)", err=True)
+    from evalkit.engine.heldout import check_heldout
+
+    for check in check_heldout(prepared):  # run.contamination: fail raises here, as 'evalkit run' would
+        click.echo(("warning: held-out overlap: " if check.report.contaminated else "held-out check: ")
+                   + check.message(), err=True)
 
 
 @click.command()
