@@ -117,8 +117,8 @@ class Shingled:
         """MinHash signatures (texts × num_perm, uint32): datasketch's affine32 scheme (seed 1) applied to
         the n-grams' 32-bit hashes, vectorised over all texts; an empty text's row is all 0xFFFFFFFF."""
         import numpy as np
-        from datasketch import MinHash
-        from datasketch.minhash import _fmix
+        from datasketch import MinHash  # type: ignore[import-untyped]
+        from datasketch.minhash import _fmix  # type: ignore[import-untyped]
 
         a, b = MinHash(num_perm=num_perm, seed=1).permutations
         codes, offsets = self.codes(base)
@@ -262,9 +262,10 @@ def find_overlap(heldout: Sequence[tuple[str, str]], training: Sequence[tuple[st
     rest_norm: list[str] = []
     for i, (sample_id, text) in enumerate(heldout):
         norm = normalise(text)
-        j = by_hash.get(hashlib.sha256(norm.encode()).hexdigest()) if norm else None
-        if j is not None:
-            found.append(OverlapPair(sample_id, training[j][0], "exact", 1.0, _excerpt(text), _excerpt(training[j][1])))
+        match = by_hash.get(hashlib.sha256(norm.encode()).hexdigest()) if norm else None
+        if match is not None:
+            found.append(OverlapPair(sample_id, training[match][0], "exact", 1.0, _excerpt(text),
+                                     _excerpt(training[match][1])))
         else:
             rest.append(i)
             rest_norm.append(norm)
