@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import EMAILS, LABEL_SUITE, run_cli, write_jsonl
+from conftest import EMAILS, LABEL_SUITE, TEST_KEY, run_cli, write_jsonl
 
 from evalkit.analysis.overlap import NEAR_THRESHOLD, Shingled, find_overlap, normalise
 from evalkit.config.loader import load_suite
@@ -252,3 +252,40 @@ def test_validate_runs_the_check_without_calling_a_model(make_suite, tmp_path):
     suite.write_text(suite.read_text().replace("contamination: warn", "contamination: fail"))
     result = CliRunner().invoke(main, ["validate", str(suite)])
     assert result.exit_code == 2 and "1 exact and 1 near duplicate" in result.output
+
+
+def test_pii_in_outputs_counts_only_training_data_items_absent_from_the_input():
+    from evalkit.analysis.pii import pii_items, pii_leaks
+
+    assert pii_items("Mail Bob.Smith@Corp.example. or +1 (555) 010-9999; ref 12345") == {
+        ("email", "bob.smith@corp.example"), ("phone", "15550109999")}
+    training = ["Customer carol@corp.example, phone 555-010-9999.", "dave@corp.example wrote in"]
+    outputs = [("s1", "write to carol@corp.example", "a question"),          # leaked
+               ("s2", "dave@corp.example said so", "from dave@corp.example"),  # copied from its input
+               ("s3", "call 555.010.9999 or eve@other.example", "x"),         # the phone leaked; eve is unknown
+               ("s4", "ham", "y")]
+    result = pii_leaks(outputs, training)
+    assert (result["n"], result["hits"], result["rate"]) == (4, 2, 0.5)
+    assert result["details"] == [{"sample_id": "s1", "items": ["email: carol@corp.example"]},
+                                 {"sample_id": "s3", "items": ["phone: 5550109999"]}]
+
+
+def test_a_run_flags_training_pii_in_the_held_out_outputs(make_suite, cli_env, tmp_path):
+    from evalkit.testing.devserver import DevServer
+    from evalkit.testing.replies import RuleResponder
+
+    rules = {"models": {"frontier": {"default": {"reply": "ham", "confidence": 0.9}},
+                        "tuned": {"rules": [{"pattern": "Lunch", "reply": "ham - ask carol@corp.example",
+                                             "confidence": 0.9}],
+                                  "default": {"reply": "ham", "confidence": 0.9}}}}
+    training = [{"id": "t1", "subject": "Account", "body": "Customer carol@corp.example asked.", "label": "ham"}]
+    with DevServer(RuleResponder.from_dict(rules), api_key=TEST_KEY, latency_ms=1) as server:
+        suite = _suite(make_suite, server.url, tmp_path, "warn", training)
+        db = tmp_path / "p.duckdb"
+        proc = run_cli(["run", str(suite), "--db", str(db), "--quiet"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(run_cli(["show", "latest", "--db", str(db), "--json"], cli_env).stdout)
+    pii = shown["leakage"]["tuned"]["pii"]
+    assert (pii["n"], pii["hits"]) == (6, 1) and pii["examples"] == [
+        {"sample_id": "e5", "items": ["email: carol@corp.example"]}]
+    assert "frontier" not in shown["leakage"]

@@ -64,3 +64,22 @@ def check_heldout(prepared: Prepared) -> list[OverlapCheck]:
 def store_checks(store: Store, run_id: str, checks: list[OverlapCheck]) -> None:
     for check in checks:
         store.insert_overlap(check.row(run_id))
+
+
+def scan_pii(store: Store, run_id: str, prepared: Prepared) -> None:
+    """The ``pii`` leakage probe of each model that names training data: its held-out outputs holding email
+    addresses or phone numbers of the training data that their input does not hold (``leakage`` table)."""
+    import json
+
+    from evalkit.analysis.pii import pii_leaks
+
+    if prepared.loaded.suite.run.contamination == "off":
+        return
+    for model in prepared.models:
+        training = load_training_data(prepared.loaded, model)
+        if training is None:
+            continue
+        rows = [(sid, out, "\n".join(str(m.get("content", "")) for m in (json.loads(msgs) if isinstance(msgs, str)
+                                                                          else msgs or [])))
+                for sid, out, msgs in store.answered(run_id, model)]
+        store.replace_leakage(run_id, model, [pii_leaks(rows, (e.text for e in training.examples))])

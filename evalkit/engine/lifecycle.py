@@ -19,6 +19,7 @@ from typing import Any
 from evalkit.analysis.metrics import compute_run_metrics
 from evalkit.config.shards import Shard, parse_shard
 from evalkit.config.suite import LoadedSuite
+from evalkit.engine.heldout import scan_pii
 from evalkit.errors import ConfigError, EvalkitError, RunFailedError
 from evalkit.scoring.prepare import Prepared, prepare
 from evalkit.store.db import Store
@@ -112,6 +113,7 @@ def finish(store: Store, run_id: str, status: str, prepared: Prepared) -> list[d
         reason = f"no results were stored for {', '.join(empty)}, so there are no metrics"
         _mark_failed(store, run_id, reason)
         raise RunFailedError(f"run {run_id} failed: {reason}")
+    scan_pii(store, run_id, prepared)  # training-data emails and phone numbers in the outputs
     store.set_run_status(run_id, status, finished=True)
     return metrics
 

@@ -67,3 +67,9 @@ class CheckQueries(StoreBase):
             "LEFT JOIN results t ON t.run_id = s.run_id AND t.sample_id = s.sample_id AND t.model = ? AND t.repeat = 0 "
             "LEFT JOIN results c ON c.run_id = s.run_id AND c.sample_id = s.sample_id AND c.model = ? AND c.repeat = 0 "
             "WHERE s.run_id = ? ORDER BY s.position", [teacher, student, run_id])
+
+    def answered(self, run_id: str, model: str) -> list[tuple[str, str, Any]]:
+        """(sample_id, output, the sample's messages) of a model's successful rows."""
+        return [(str(r[0]), str(r[1] or ""), r[2]) for r in self.sql(
+            "SELECT r.sample_id, r.output, s.messages FROM results r JOIN samples s USING (run_id, sample_id) "
+            "WHERE r.run_id = ? AND r.model = ? AND r.status = 'ok' ORDER BY s.position, r.repeat", [run_id, model])]
