@@ -289,3 +289,6 @@ def test_a_run_flags_training_pii_in_the_held_out_outputs(make_suite, cli_env, t
     assert (pii["n"], pii["hits"]) == (6, 1) and pii["examples"] == [
         {"sample_id": "e5", "items": ["email: carol@corp.example"]}]
     assert "frontier" not in shown["leakage"]
+    html = tmp_path / "r.html"
+    assert run_cli(["report", "latest", "--db", str(db), "-o", str(html)], cli_env).returncode == 0
+    assert 'data-leakage="tuned:pii"' in html.read_text()
