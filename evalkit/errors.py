@@ -16,6 +16,8 @@ message that says what to fix (file, line, key, sample id) and never prints.
     ├── MissingExtraError           an optional extra (inspect, lm-eval) is not installed; names the pip command
     ├── InteropError                an inspect-ai log cannot be read, or does not match the suite's samples
     ├── RetentionError              an lm-eval capability check cannot run (task, server, results)
+    ├── ContaminationError          held-out samples are in a model's training data (run.contamination: fail),
+    │                               or an export would put held-out samples into training data
     ├── RunFailedError              a run finished without metrics (exit 4: it is stored as 'failed', with the reason)
     └── InterruptedRunError         the user stopped a run (Ctrl-C); carries the resume command
 """
@@ -135,6 +137,11 @@ class PublishError(EvalkitError):
 
 class RetentionError(EvalkitError):
     """An lm-eval capability-retention check cannot run or returned nothing usable."""
+
+
+class ContaminationError(EvalkitError):
+    """Held-out samples are (nearly) in training data: the run's check under ``run.contamination: fail``,
+    or a fine-tune export that would train on a gated held-out set."""
 
 
 def require(module: str, extra: str) -> None:

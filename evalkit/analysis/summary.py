@@ -43,6 +43,12 @@ replicas' requests/s come from ("stated", "goodput at SLO", "measured closed-loo
 ``break_even_note`` says why the break-even is null ("never: ...") or where the API is cheaper again.
 A run scored by an LLM judge adds ``"judge": {"model", "scale", "pairwise", "human", "human_model",
 "reference"}``; its figures are the models' ``judge_*`` metrics (:mod:`evalkit.analysis.judge_metrics`).
+
+``heldout_overlap`` ({MODEL: {"policy", "training_path", "training_sha256", "training_source",
+"training_format", "n_heldout", "n_training", "exact", "near", "contaminated", "max_jaccard", "threshold",
+"ngram", "num_perm", "candidates", "examples"}}) holds the held-out overlap check of each model that named
+training data; ``leakage`` ({MODEL: {PROBE: {"n", "hits", "rate", "k", "examples"}}}) the leakage probes
+(:mod:`evalkit.analysis.heldout_checks`).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from typing import Any
 from evalkit.analysis.capacity import stored_costs
 from evalkit.analysis.classification import REPORT_COLUMNS, label_spec, run_class_reports
 from evalkit.analysis.judge_metrics import judge_summary
+from evalkit.analysis.heldout_checks import show_blocks
 from evalkit.analysis.metrics import METRICS
 from evalkit.store.db import Store
 
@@ -87,7 +94,8 @@ def run_payload(store: Store, run_id: str) -> dict[str, Any]:
         for name, block in run_class_reports(store.results_frame(run_id, REPORT_COLUMNS), kind, labels).items():
             models.setdefault(name, {"metrics": {}})["classification"] = block
     judge = judge_summary(config or {})
-    return {"format": SHOW_FORMAT, "run": run_info, "models": models, **({"judge": judge} if judge else {})}
+    return {"format": SHOW_FORMAT, "run": run_info, "models": models, **({"judge": judge} if judge else {}),
+            **show_blocks(store, run_id)}
 
 
 _SWEEP_KEYS = ("load_id", "status", "arrival", "slo_p99_ms", "max_error_rate", "goodput_rps", "max_in_flight",

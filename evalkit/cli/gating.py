@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -62,6 +63,7 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
          resamples: int, allow_inconclusive: bool) -> None:
     """Check the suite's gates: exit 0 pass, 1 fail or inconclusive, 2 bad input."""
     from evalkit.analysis.gates import check_rules, evaluate
+    from evalkit.analysis.heldout_checks import add_heldout
     from evalkit.analysis.paired import pair, parse_side
     from evalkit.analysis.watch import add_counts_and_watch, check_watch
     from evalkit.config.loader import line_of_key, load_suite
@@ -101,6 +103,8 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
                              loaded.suite.run.seed if seed is None else seed, resamples)
         report.setdefault("run_id", run_id)
         report["model_calls"] = store.call_counts(run_id)  # what this run paid for, and what the cache answered
+        add_heldout(report, store, pairing, loaded.suite.run.contamination)
+    record_gate(db_path, pairing, loaded.suite.name, report["verdict"])
     report["allow_inconclusive"] = allow_inconclusive
     if markdown:
         with Path(markdown).open("a", encoding="utf-8") as fh:
@@ -110,6 +114,21 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
     click.echo(json.dumps(report, indent=2, default=str) if as_json else render_text(report))
     if report["verdict"] == "fail" or (report["verdict"] == "inconclusive" and not allow_inconclusive):
         sys.exit(EXIT_REGRESSION)
+
+
+def record_gate(db_path: str, pairing: Any, suite_name: str, verdict: str) -> None:
+    """Remember that this run's held-out set gated a model (``gate_checks``): ``evalkit export finetune``
+    keeps its samples out of training data. A store that cannot be written is said, not fatal."""
+    from evalkit.errors import StoreError
+    from evalkit.store import Store
+
+    try:
+        with Store(db_path) as store:
+            for run_id in dict.fromkeys((pairing.baseline.run_id, pairing.candidate.run_id)):
+                store.record_gate_check(run_id, suite_name, str(pairing.baseline), str(pairing.candidate), verdict)
+    except StoreError as exc:
+        click.echo(f"warning: the gate check was not recorded in {db_path} ({exc}); evalkit export finetune will "
+                   "not know this held-out set", err=True)
 
 
 COMMANDS = [compare, gate]

@@ -68,6 +68,9 @@ def run(suite: str, models: tuple[str, ...], limit: int | None, db: str | None, 
         click.echo(f"run {summary.run_id} stored in {db_path}; details: evalkit show {summary.run_id} --db {db_path}")
     for line in unconfident:
         click.echo(f"warning: {line}", err=True)
+    for check in summary.overlap:  # run.contamination: warn ran anyway; say what was found (or that nothing was)
+        click.echo(("warning: held-out overlap: " if check.report.contaminated else "held-out check: ")
+                   + check.message(), err=True)
     for group in summary.score_errors:  # exit 0, but said: these rows were scored 0 by a failing function
         click.echo(f"warning: score errors: {group.line()}", err=True)
     for outcome in summary.outcomes:
@@ -134,6 +137,11 @@ def validate(suite: str, limit: int | None, as_json: bool) -> None:
         missing = missing_api_key(name, spec, str(loaded.path))
         if missing is not None:
             click.echo(f"warning: {missing} ('evalkit run' will stop)", err=True)
+    from evalkit.engine.heldout import check_heldout
+
+    for check in check_heldout(prepared):  # run.contamination: fail raises here, as 'evalkit run' would
+        click.echo(("warning: held-out overlap: " if check.report.contaminated else "held-out check: ")
+                   + check.message(), err=True)
     if as_json:  # what CI keys a stored baseline by (action.yml): the same hashes a run records
         click.echo(json.dumps({"format": "evalkit.validate/1", "suite": loaded.suite.name,
                                "version": loaded.suite.version, "suite_sha256": loaded.content_hash(),

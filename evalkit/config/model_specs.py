@@ -88,6 +88,11 @@ class _ModelBase(Strict):
     stream: bool = Field(True, description="Stream the answer (gives time to first token).")
     concurrency: int | None = Field(None, ge=1, description="Overrides run.concurrency.")
     cost: CostSpec | None = None
+    training_data: str | None = Field(
+        None, description="The model's training data (relative to the suite): a JSONL/CSV/Parquet file the "
+        "dataset loader reads (rendered with the suite's prompt), or chat JSONL (OpenAI `messages` or ShareGPT "
+        "`conversations`). Checked against the held-out set before any call (run.contamination); default: the "
+        "file named by the adapter's training record (adapter_path/training.json).")
 
     @field_validator("params")
     @classmethod

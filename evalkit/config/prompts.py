@@ -191,12 +191,17 @@ class PromptRenderer:
         except Exception as exc:  # any other template runtime failure is the template's fault
             raise TemplateError(f"sample '{sample.id}': {what} failed: {type(exc).__name__}: {exc}") from None
 
-    def render(self, sample: Sample) -> RenderedSample:
+    def messages(self, sample: Sample) -> list[dict[str, str]]:
+        """The chat messages of a sample (no target needed: also used on training data)."""
         messages: list[dict[str, str]] = []
         if self._system is not None:
             messages.append({"role": "system", "content": self._render(self._system, sample, "prompt.system")})
         assert self._user is not None
         messages.append({"role": "user", "content": self._render(self._user, sample, "prompt.user")})
+        return messages
+
+    def render(self, sample: Sample) -> RenderedSample:
+        messages = self.messages(sample)
         target: Any = None
         if self._target_field is not None:
             if self._target_field not in sample.fields:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from evalkit.config.model_specs import Strict
 from evalkit.config.ray_spec import RaySpec
@@ -46,6 +46,15 @@ class RunSpec(Strict):
     volume_per_day: float = Field(100_000, ge=0, description="Requests per day the cost projection is for: "
                                   "monthly_cost_usd and replicas_needed (what a gate bounds), and the report's "
                                   "and evalkit route's default volume.")
+    contamination: Literal["fail", "warn", "off"] = Field(
+        "warn", description="Held-out overlap with a model's training data (exact or near duplicates of the "
+        "rendered inputs): fail stops the run before any call (exit 2), warn runs and flags it (report, show, "
+        "gate), off does not check.")
+    @field_validator("contamination", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
+
     load: LoadSpec | None = Field(
         None, description="Open loop: send each model's requests at rate_per_s (Poisson or constant arrivals) "
         "instead of keeping `concurrency` in flight.")

@@ -13,22 +13,28 @@ and finished — ``complete`` only with metrics for every model it ran.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from evalkit.analysis.metrics import compute_run_metrics
 from evalkit.config.shards import Shard, parse_shard
 from evalkit.config.suite import LoadedSuite
+from evalkit.engine.heldout import scan_pii
 from evalkit.errors import ConfigError, EvalkitError, RunFailedError
 from evalkit.scoring.prepare import Prepared, prepare
 from evalkit.store.db import Store
 from evalkit.store.rows import run_row, sample_rows
 
 
-def create_run(store: Store, prepared: Prepared, run_id: str, argv: list[str]) -> None:
-    """Store a new run and its rendered samples together: a run row is never stored without its samples."""
+def create_run(store: Store, prepared: Prepared, run_id: str, argv: list[str],
+               also: Callable[[], None] | None = None) -> None:
+    """Store a new run and its rendered samples together: a run row is never stored without its samples
+    (nor without what ``also`` writes in the same transaction: the held-out overlap checks)."""
     with store.transaction():
         store.create_run(run_row(prepared.loaded, prepared.dataset, run_id, len(prepared.rendered), argv))
         store.insert_samples(sample_rows(run_id, prepared.rendered))
+        if also is not None:
+            also()
 
 
 def plan_resume(store: Store, loaded: LoadedSuite, run_id: str, models: list[str] | None) -> Prepared:
@@ -107,6 +113,7 @@ def finish(store: Store, run_id: str, status: str, prepared: Prepared) -> list[d
         reason = f"no results were stored for {', '.join(empty)}, so there are no metrics"
         _mark_failed(store, run_id, reason)
         raise RunFailedError(f"run {run_id} failed: {reason}")
+    scan_pii(store, run_id, prepared)  # training-data emails and phone numbers in the outputs
     store.set_run_status(run_id, status, finished=True)
     return metrics
 

@@ -33,6 +33,7 @@ from evalkit.config.shards import Shard
 from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
 from evalkit.engine.arrivals import OpenLoop, PacingStats
 from evalkit.engine.judging import judge_answers
+from evalkit.engine.heldout import OverlapCheck, check_heldout, store_checks
 from evalkit.engine.lifecycle import create_run, finish, plan_resume
 from evalkit.engine.load import chat_request, record_run_phase
 from evalkit.engine.loops import LagMonitor, LockedProgress, run_on_threads
@@ -89,6 +90,7 @@ class RunSummary:
     outcomes: list[ModelOutcome] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     score_errors: list[ScoreErrorGroup] = field(default_factory=list)  # said at the end of the run
+    overlap: list[OverlapCheck] = field(default_factory=list)  # held-out vs training data, checked first
 
 
 class SuiteRun:
@@ -360,11 +362,12 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
         else:
             prepared = prepare(loaded, models, limit, shard)
             run_id = new_run_id()
+        overlap = [] if resume else check_heldout(prepared)  # before any model call: run.contamination
         retention = plan_retention(loaded) if retention_applies(loaded, prepared.models) else None
         backends = create_backends(loaded, prepared.models)
         try:
             if not resume:
-                create_run(store, prepared, run_id, argv or sys.argv)
+                create_run(store, prepared, run_id, argv or sys.argv, lambda: store_checks(store, run_id, overlap))
             suite_run = SuiteRun(prepared, store, run_id, use_cache, progress)
             try:
                 outcomes = suite_run.execute(backends)
@@ -384,7 +387,8 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
                     run_retention(loaded, store, run_id, retention, live_endpoints(backends))
                 except EvalkitError as exc:
                     raise exc.prefixed(f"run {run_id} is stored, but its retention check failed: ") from None
-            return RunSummary(run_id, str(db_path), status, outcomes, metrics, summarise_score_errors(store, run_id))
+            return RunSummary(run_id, str(db_path), status, outcomes, metrics, summarise_score_errors(store, run_id),
+                              overlap)
         finally:
             release_servers(backends)  # launched vLLM servers stay up through the retention check
     finally:

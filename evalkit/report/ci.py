@@ -10,6 +10,7 @@ import json
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
+from evalkit.report.heldout_text import heldout_lines
 from evalkit.report.watch_text import count_notes, delta_label, metric_label, watch_junit, watch_lines, watch_markdown
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ def render_text(report: dict[str, Any]) -> str:
                       _num(g["delta"]), _ci(g), verdict_cell(g), g["reason"])
     console.print(table)
     console.print(f"{report['verdict'].upper()}: {verdict_headline(report)}")
+    for line in heldout_lines(report):
+        console.print(line)
     family = family_line(report)
     if family:
         console.print(family)
@@ -151,7 +154,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                "inconclusive": "❓ evalkit gate inconclusive"}[report["verdict"]]
     lines = [f"## {heading}", "", f"**{report['verdict'].upper()}**: {_md_cell(verdict_headline(report), 600)}.", "",
              f"Candidate `{report['candidate']}` vs baseline `{report['baseline']}` on {report['n_pairs']} paired "
-             "samples.", "", "| | metric | rule | baseline | candidate | Δ | CI (95% unless @) | verdict | why |",
+             "samples.", "", *[f"> {_md_cell(line, 800)}\n" for line in heldout_lines(report)],
+             "| | metric | rule | baseline | candidate | Δ | CI (95% unless @) | verdict | why |",
              "|---|---|---|---|---|---|---|---|---|"]
     for g in report["gates"]:
         lines.append(f"| {_ICON[g['verdict']]} | {_md_cell(metric_label(g))} | {_md_cell(g['rule'])} "

@@ -15,6 +15,7 @@ from evalkit.report.classification import classification_section
 from evalkit.report.costs import cost_section, routing_costs
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
 from evalkit.report.judge import judge_section
+from evalkit.report.heldout import heldout_section
 from evalkit.report.load import load_curves
 from evalkit.report.score_errors import score_error_section
 from evalkit.store.db import Store
@@ -58,6 +59,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
             volume_per_day: float | None = None, resamples: int = 2000) -> dict[str, Any]:
     """The report's context: run, provenance, scorecards, charts, verdict, regressions, gallery."""
     from evalkit.analysis.gates import evaluate
+    from evalkit.analysis.heldout_checks import add_heldout
     from evalkit.analysis.paired import Side, pair
     from evalkit.analysis.retention import retention_pair_from_config
     from evalkit.config.gate_specs import GateRule
@@ -112,6 +114,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         add_counts_and_watch(comparison, store, pairing, rules,
                              WatchSpec.model_validate((config.get("gates") or {}).get("watch") or {}),
                              int((config.get("run") or {}).get("seed", 0)), resamples)
+        add_heldout(comparison, store, pairing, str((config.get("run") or {}).get("contamination", "warn")))
         for r in comparison["regressions"]:
             for key in ("baseline_output", "candidate_output", "target"):
                 r[key] = _clip(r[key])
@@ -133,6 +136,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "judge": judge_section(store, run_id, config, metrics), "models_by_name": {m["name"]: m for m in models},
         "classification": classification_section(store, run_id, config, baseline, candidate, metrics,
                                                  comparison["deltas"] if comparison else None),
+        "heldout": heldout_section(store, run_id, names),
     }
 
 

@@ -303,4 +303,47 @@ FROM results r JOIN samples s USING (run_id, sample_id)
 WHERE json_type(s.target_label) = 'VARCHAR'
 GROUP BY ALL;
 """),
+    (9, "heldout_and_leakage", """
+CREATE TABLE heldout_overlap (
+    run_id          VARCHAR NOT NULL,
+    model           VARCHAR NOT NULL,          -- the model whose training data was compared
+    policy          VARCHAR NOT NULL,          -- run.contamination when checked: warn | fail
+    training_path   VARCHAR NOT NULL,
+    training_sha256 VARCHAR NOT NULL,
+    training_source VARCHAR NOT NULL,          -- training_data | adapter record
+    training_format VARCHAR NOT NULL,          -- chat | dataset
+    n_heldout       INTEGER NOT NULL,          -- held-out inputs compared
+    n_training      INTEGER NOT NULL,          -- training examples compared
+    n_exact         INTEGER NOT NULL,          -- held-out samples with an exact duplicate (normalised hash)
+    n_near          INTEGER NOT NULL,          -- held-out samples with a near duplicate (and no exact one)
+    max_jaccard     DOUBLE,                    -- highest word n-gram Jaccard of an overlapping pair
+    threshold       DOUBLE NOT NULL,           -- near duplicate: Jaccard >= this
+    ngram           INTEGER NOT NULL,
+    num_perm        INTEGER NOT NULL,
+    candidates      INTEGER NOT NULL,          -- LSH candidate pairs whose exact Jaccard was computed
+    pairs           JSON,                      -- each overlapping held-out sample with its closest training example
+    created_at      TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, model)
+);
+CREATE TABLE gate_checks (
+    run_id      VARCHAR NOT NULL,              -- the run that was gated
+    suite_name  VARCHAR NOT NULL,
+    baseline    VARCHAR NOT NULL,
+    candidate   VARCHAR NOT NULL,
+    verdict     VARCHAR NOT NULL,              -- pass | fail | inconclusive
+    created_at  TIMESTAMP NOT NULL
+);
+CREATE TABLE leakage (
+    run_id      VARCHAR NOT NULL,
+    model       VARCHAR NOT NULL,
+    probe       VARCHAR NOT NULL,              -- prefix | canary | pii
+    n           INTEGER NOT NULL,              -- prompts probed (pii: held-out outputs scanned)
+    hits        INTEGER NOT NULL,              -- continuations with >= k training tokens verbatim (pii: outputs flagged)
+    rate        DOUBLE,                        -- hits / n
+    k           INTEGER,                       -- verbatim tokens that count as a leak
+    details     JSON,                          -- per-prompt (or per-output) findings
+    created_at  TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, model, probe)
+);
+"""),
 ]
