@@ -58,8 +58,8 @@ from typing import Any
 
 from evalkit.analysis.capacity import stored_costs
 from evalkit.analysis.classification import REPORT_COLUMNS, label_spec, run_class_reports
-from evalkit.analysis.judge_metrics import judge_summary
 from evalkit.analysis.heldout_checks import show_blocks
+from evalkit.analysis.judge_metrics import judge_summary
 from evalkit.analysis.metrics import METRICS
 from evalkit.store.db import Store
 

@@ -32,8 +32,8 @@ from evalkit.config.provenance import redact
 from evalkit.config.shards import Shard
 from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
 from evalkit.engine.arrivals import OpenLoop, PacingStats
-from evalkit.engine.judging import judge_answers
 from evalkit.engine.heldout import OverlapCheck, check_heldout, store_checks
+from evalkit.engine.judging import judge_answers
 from evalkit.engine.lifecycle import create_run, finish, plan_resume
 from evalkit.engine.load import chat_request, record_run_phase
 from evalkit.engine.loops import LagMonitor, LockedProgress, run_on_threads

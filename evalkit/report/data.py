@@ -14,8 +14,8 @@ from evalkit.report import charts
 from evalkit.report.classification import classification_section
 from evalkit.report.costs import cost_section, routing_costs
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
-from evalkit.report.judge import judge_section
 from evalkit.report.heldout import heldout_section
+from evalkit.report.judge import judge_section
 from evalkit.report.load import load_curves
 from evalkit.report.score_errors import score_error_section
 from evalkit.store.db import Store

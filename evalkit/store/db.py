@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from evalkit.store.analyses import AnalysisQueries
 from evalkit.store.base import now, to_json
-from evalkit.store.judgements import JudgementQueries
 from evalkit.store.checks import CheckQueries
+from evalkit.store.judgements import JudgementQueries
 from evalkit.store.load import LoadQueries
 from evalkit.store.results import ResultQueries
 from evalkit.store.runs import RunQueries
