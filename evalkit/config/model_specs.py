@@ -73,6 +73,8 @@ class _ModelBase(Strict):
         "max_tokens, ...).")
     stream: bool = Field(True, description="Stream the answer (gives time to first token).")
     concurrency: int | None = Field(None, ge=1, description="Overrides run.concurrency.")
+    constrain: bool | None = Field(None, description="Overrides output.constrain for this model: constrained "
+                                   "decoding with the output's JSON Schema or label set.")
     cost: CostSpec | None = None
 
     @field_validator("params")

@@ -30,7 +30,7 @@ from evalkit.config.run_spec import DEFAULT_MAX_IN_FLIGHT
 from evalkit.config.suite import LoadedSuite
 from evalkit.engine.arrivals import OpenLoop, PacingStats, phase_point
 from evalkit.errors import BackendError, InterruptedRunError
-from evalkit.records import ChatRequest
+from evalkit.records import ChatRequest, Constraint
 from evalkit.scoring.prepare import prepare
 from evalkit.store.db import Store
 from evalkit.store.rows import new_run_id
@@ -64,14 +64,16 @@ class SweepOptions:
 DEFAULT_DURATION_S = 30.0
 
 
-def chat_request(loaded: LoadedSuite, model: str, rendered: RenderedSample) -> ChatRequest:
-    """The request a run sends for this sample (the same messages, parameters, logprobs and streaming)."""
+def chat_request(loaded: LoadedSuite, model: str, rendered: RenderedSample,
+                 constraint: Constraint | None = None) -> ChatRequest:
+    """The request a run sends for this sample (the same messages, parameters, logprobs, streaming and
+    constrained decoding)."""
     suite = loaded.suite
     spec = suite.models[model]
     logprobs = suite.confidence.source == "logprobs"
     return ChatRequest(messages=rendered.messages, params=dict(spec.params), logprobs=logprobs,
                        top_logprobs=suite.confidence.top_logprobs if logprobs else 0, stream=spec.stream,
-                       timeout_s=suite.run.timeout_s)
+                       timeout_s=suite.run.timeout_s, constraint=constraint)
 
 
 def goodput(points: list[dict[str, Any]]) -> float | None:
@@ -166,9 +168,10 @@ async def _phase(backend: Backend, requests: list[ChatRequest], pacer: OpenLoop,
 
 async def _sweep_model(store: Store, load_id: str, loaded: LoadedSuite, model: str, backend: Backend,
                        rendered: list[RenderedSample], options: SweepOptions,
-                       on_point: Callable[[str, dict[str, Any]], None]) -> list[dict[str, Any]]:
+                       on_point: Callable[[str, dict[str, Any]], None],
+                       constraint: Constraint | None = None) -> list[dict[str, Any]]:
     try:
-        base = [chat_request(loaded, model, r) for r in rendered]
+        base = [chat_request(loaded, model, r, constraint) for r in rendered]
         await _warm(backend, [base[i % len(base)] for i in range(options.warmup)], model)
         points: list[dict[str, Any]] = []
         for k, rate in enumerate(sorted(set(options.rates))):
@@ -222,7 +225,8 @@ def run_sweep(loaded: LoadedSuite, db_path: str, models: list[str], options: Swe
                                   "argv": argv or [], "host": host_info()})})
             try:
                 points = asyncio.run(_sweep_model(store, load_id, loaded, model, backend, prepared.rendered,
-                                                  options, on_point or (lambda m, p: None)))
+                                                  options, on_point or (lambda m, p: None),
+                                                  (prepared.constraints or {}).get(model)))
             except KeyboardInterrupt:
                 store.finish_load_run(load_id, "interrupted")
                 raise InterruptedRunError(f"interrupted; the rates finished so far are stored under load "

@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from evalkit.backends.constrain import build_constraint, wants_constraint
 from evalkit.config.dataset import Dataset, load_dataset
 from evalkit.config.prompts import PromptRenderer, RenderedSample
 from evalkit.config.shards import Shard
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
+from evalkit.records import Constraint
 from evalkit.scoring.pipeline import SampleScorer
+from evalkit.scoring.schema_refs import compile_schema
 
 
 @dataclass
@@ -27,6 +30,19 @@ class Prepared:
     scorer: SampleScorer
     models: list[str]
     null_targets: int = 0  # samples whose target is null (only with target.allow_null)
+    constraints: dict[str, Constraint] | None = None  # output.constrain: per constrained model
+
+
+def constraints_for(loaded: LoadedSuite, models: list[str]) -> dict[str, Constraint]:
+    """Each constrained model's :class:`Constraint`; a ConfigError naming file, line and key for a model
+    that cannot take it (checked at validate time, before any call)."""
+    wanted = [m for m in models if wants_constraint(loaded, m)]
+    if not wanted:
+        return {}
+    compiled = compile_schema(loaded) if loaded.suite.output.type == "json" else None
+    schema, refs = (compiled.schema, compiled.documents) if compiled else (None, ())
+    out = {m: build_constraint(loaded, m, schema, refs) for m in wanted}
+    return {m: c for m, c in out.items() if c is not None}
 
 
 def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | None = None,
@@ -55,9 +71,10 @@ def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | N
         samples = [x for x in samples if x.id in sample_ids]
     _check_allow_null(loaded)
     scorer = SampleScorer(loaded)
+    constraints = constraints_for(loaded, chosen)
     rendered = PromptRenderer(loaded).render_all(samples)
     nulls = _null_targets(loaded, rendered)
-    return Prepared(loaded, dataset, rendered, scorer, chosen, nulls)
+    return Prepared(loaded, dataset, rendered, scorer, chosen, nulls, constraints)
 
 
 def _check_allow_null(loaded: LoadedSuite) -> None:
