@@ -220,3 +220,29 @@ def test_jobshop_suite_shows_the_same_model_constrained_and_unconstrained():
     same = {k: v for k, v in loaded.suite.models["tuned"].model_dump().items() if k != "constrain"}
     assert same == {k: v for k, v in loaded.suite.models["tuned_constrained"].model_dump().items() if k != "constrain"}
     assert "constrain: true" in textwrap.dedent(suite)
+
+
+JOBSHOP_RULES = {"default_model": {
+    "rules": [{"pattern": "\\b4 jobs", "reply": '{"schedule": [{"job": 0, "op": 0, "machine": 0, '
+               '"start": 0}], "makespan": 3}'}],  # schema-valid, infeasible (operations missing)
+    "default": {"reply": 'Here you go:\n{"schedule": [{"job": 0, "op": 0, "machine": 1, "start": 0}], '
+                '"makespan": 7, "notes": "the rest follows"}'}}}  # an extra key: schema-invalid
+
+
+@pytest.mark.slow
+def test_jobshop_constrained_is_always_schema_valid_but_not_feasible(monkeypatch, tmp_path):
+    with DevServer(RuleResponder.from_dict(JOBSHOP_RULES), latency_ms=1) as server:
+        monkeypatch.setenv("EVALKIT_VLLM_BASE", server.url)
+        summary = run_suite(load_suite(ROOT / "suites" / "jobshop" / "constrained.yaml"), str(tmp_path / "j.duckdb"),
+                            limit=12)
+        sent = [c.body for c in server.calls(path="/v1/chat/completions")]
+    assert sum("structured_outputs" in b for b in sent) == sum("structured_outputs" not in b for b in sent) == 16  # 12 + 4 warm-up
+    metrics = {(m["model"], m["metric"]): m["value"] for m in summary.metrics}
+    assert metrics[("tuned_constrained", "schema_valid_rate")] == 1.0
+    assert metrics[("tuned", "schema_valid_rate")] < 1.0
+    assert metrics[("tuned_constrained", "feasible_rate")] == 0.0  # valid, and still not a schedule
+    rows = _rows(tmp_path / "j.duckdb")
+    schema = json.loads((ROOT / "datasets" / "jobshop" / "schedule.schema.json").read_text())
+    assert all(r["request_params"]["structured_outputs"]["json"]["properties"] == schema["properties"]
+               for r in rows["tuned_constrained"])
+    assert all("structured_outputs" not in r["request_params"] for r in rows["tuned"])
