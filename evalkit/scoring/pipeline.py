@@ -23,7 +23,7 @@ from typing import Any
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.suite import LoadedSuite
 from evalkit.records import Completion
-from evalkit.scoring import builtin, confidence
+from evalkit.scoring import builtin, confidence, text_metrics
 from evalkit.scoring.correctness import CorrectRule
 from evalkit.scoring.custom import UserFunction, describe_failure, load_callable
 from evalkit.scoring.parse import Parsed, parse_output
@@ -46,6 +46,7 @@ class Score:
     correct: bool = False
     confidence: float | None = None
     score_error: str | None = None
+    text_scores: dict[str, float] | None = None  # text output with a target: token_f1, rouge_l, chrf
 
 
 def load_json_schema(loaded: LoadedSuite) -> dict[str, Any] | None:
@@ -123,6 +124,8 @@ class SampleScorer:
                                    scoring.relative_tolerance), None
         if kind == "none":
             return 0.0, None
+        if kind in text_metrics.TEXT_METRICS:
+            return (text_metrics.text_scores(value, target) or {}).get(kind, 0.0), None
         assert self._custom is not None
         label = self._custom.label
         try:
@@ -146,6 +149,8 @@ class SampleScorer:
         result = Score(parsed=parsed.value, parse_error=parsed.error)
         result.schema_valid, result.schema_errors = self._schema_validity(parsed)
         usable = parsed.value is not None and result.schema_valid is not False
+        if out.type == "text" and rendered.target is not None:  # reference-based metrics, whatever the scorer
+            result.text_scores = text_metrics.text_scores(parsed.value, rendered.target)
         errors: list[str] = []
         if self._checks:
             if usable:

@@ -240,4 +240,7 @@ CREATE TABLE load_requests (
     (6, "run_error", """
 ALTER TABLE runs ADD COLUMN error VARCHAR;     -- why a run is failed or interrupted (NULL otherwise)
 """),
+    (12, "text_scores", """
+ALTER TABLE results ADD COLUMN text_scores JSON;  -- text output with a target: {"token_f1", "rouge_l", "chrf"} in [0, 1]
+"""),
 ]
