@@ -176,6 +176,7 @@ def referenced_files(loaded: LoadedSuite) -> list[Path]:
     if isinstance(s.output.schema_, str):
         refs.append(s.output.schema_)
     refs += [f for f in (s.prompt.system_file, s.prompt.user_file) if f]
+    refs += sorted({m.fewshot.path for m in s.models.values() if m.fewshot is not None})
     if s.retention is not None:
         refs += [t for t in s.retention.tasks if is_task_file(t)]
     return [loaded.resolve(r) for r in refs]

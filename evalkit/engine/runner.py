@@ -109,7 +109,7 @@ class SuiteRun:
         self.closed: set[str] = set()  # models whose client was closed on its own loop
 
     def request_for(self, rendered: RenderedSample, model: str) -> ChatRequest:
-        return chat_request(self.p.loaded, model, rendered, (self.p.constraints or {}).get(model))  # as `evalkit load`
+        return chat_request(self.p.loaded, model, rendered, self.p)  # the same request `evalkit load` sends
 
     async def call_with_retries(self, backend: Backend, request: ChatRequest) -> tuple[Completion, int]:
         """The answer and the number of attempts it took; BackendError after the last attempt."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from evalkit.backends.constrain import build_constraint, wants_constraint
 from evalkit.config.dataset import Dataset, load_dataset
+from evalkit.config.fewshot import fewshot_turns
 from evalkit.config.prompts import PromptRenderer, RenderedSample
 from evalkit.config.shards import Shard
 from evalkit.config.suite import LoadedSuite
@@ -31,6 +32,7 @@ class Prepared:
     models: list[str]
     null_targets: int = 0  # samples whose target is null (only with target.allow_null)
     constraints: dict[str, Constraint] | None = None  # output.constrain: per constrained model
+    shots: dict[str, list[dict[str, str]]] | None = None  # models.<name>.fewshot: turns before each prompt
 
 
 def constraints_for(loaded: LoadedSuite, models: list[str]) -> dict[str, Constraint]:
@@ -72,9 +74,11 @@ def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | N
     _check_allow_null(loaded)
     scorer = SampleScorer(loaded)
     constraints = constraints_for(loaded, chosen)
-    rendered = PromptRenderer(loaded).render_all(samples)
+    renderer = PromptRenderer(loaded)
+    rendered = renderer.render_all(samples)
     nulls = _null_targets(loaded, rendered)
-    return Prepared(loaded, dataset, rendered, scorer, chosen, nulls, constraints)
+    shots = {m: fewshot_turns(loaded, m, renderer, dataset.samples) for m in chosen}
+    return Prepared(loaded, dataset, rendered, scorer, chosen, nulls, constraints, {m: t for m, t in shots.items() if t})
 
 
 def _check_allow_null(loaded: LoadedSuite) -> None:
