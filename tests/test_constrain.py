@@ -148,7 +148,8 @@ def test_constrain_on_text_output_or_json_without_schema_is_refused(make_suite, 
     per_model = _label_suite("http://127.0.0.1:9/v1", tuned_extra="    constrain: true\n")
     per_model = per_model.replace("type: label", "type: text").replace("  labels: [ham, spam]\n", "")
     per_model = per_model.replace("target:\n  field: label\n", "target:\n  field: label\nscoring: {scorer: exact}\n")
-    with pytest.raises(ConfigError, match="models.tuned.constrain: constrained decoding needs output type"):
+    with pytest.raises(ConfigError, match="models.tuned.constrain: constrained decoding needs output type 'json' "
+                                          r"\(with a schema\) or 'label', not 'text'"):
         prepare(load_suite(make_suite(per_model, rows=email_rows, name="t.yaml")))
 
 

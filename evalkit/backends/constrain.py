@@ -66,9 +66,9 @@ def build_constraint(loaded: LoadedSuite, model: str, schema: dict[str, Any] | N
     if not wants_constraint(loaded, model):
         return None
     out = loaded.suite.output
-    if out.type == "text":
-        raise _error(loaded, model, "constrained decoding needs output type 'json' (with a schema) or 'label'; "
-                     "text has nothing to constrain to")
+    if out.type not in ("label", "json"):
+        raise _error(loaded, model, f"constrained decoding needs output type 'json' (with a schema) or 'label', "
+                     f"not '{out.type}'")
     if out.type == "label":
         constraint = Constraint("choice", "label", choices=tuple(out.labels or ()))
     else:
