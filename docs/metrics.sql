@@ -35,7 +35,15 @@ SELECT
     avg(completion_tokens)                                            AS completion_tokens_mean,
     sum(cost_usd)                                                     AS cost_usd,
     avg(cost_usd) * 1000                                              AS cost_per_1k,
-    count(score_error)                                                AS n_score_errors
+    count(score_error)                                                AS n_score_errors,
+    -- text output with a target: each row's token_f1 / rouge_l / chrf (results.text_scores), a row
+    -- without them (a failed call) counting as 0; NULL when no row of the model has them
+    CASE WHEN count(text_scores) > 0
+         THEN avg(coalesce((text_scores->>'token_f1')::DOUBLE, 0)) END AS token_f1,
+    CASE WHEN count(text_scores) > 0
+         THEN avg(coalesce((text_scores->>'rouge_l')::DOUBLE, 0)) END  AS rouge_l,
+    CASE WHEN count(text_scores) > 0
+         THEN avg(coalesce((text_scores->>'chrf')::DOUBLE, 0)) END     AS chrf
 FROM results
 WHERE run_id = $run_id
 GROUP BY model

@@ -9,6 +9,21 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """Constrained decoding asked of the provider (``output.constrain``): the output's JSON Schema
+    (``kind="json"``) or its label set (``kind="choice"``); each backend sends it in its native form."""
+
+    kind: str  # "json" | "choice"
+    name: str  # the schema's name where a provider wants one (OpenAI: ^[a-zA-Z0-9_-]{1,64}$)
+    schema: dict[str, Any] | None = None
+    choices: tuple[str, ...] = ()
+
+    def key(self) -> dict[str, Any]:
+        """What the cache key holds of it (the answer depends on exactly this)."""
+        return {"kind": self.kind, "name": self.name, "schema": self.schema, "choices": list(self.choices)}
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     """One chat call: the messages and exactly the generation parameters to send."""
 
@@ -18,6 +33,7 @@ class ChatRequest:
     top_logprobs: int = 0
     stream: bool = True
     timeout_s: float = 120.0
+    constraint: Constraint | None = None  # output.constrain: sent in the backend's native form
 
 
 @dataclass

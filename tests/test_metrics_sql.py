@@ -54,6 +54,9 @@ def fill_random_run(store: Store, run_id: str, n: int = 400, seed: int = 5, volu
                 "cost_usd": None if error else float(rng.random() / 100),
                 "score_error": "boom" if rng.random() < 0.01 else None,
                 "attempts": 1, "cache_hit": bool(rng.random() < 0.2), "cache_key": f"{model}{i}", "created_at": now(),
+                # text scores on one side only, none on error rows (they count as 0); no draw from rng
+                "text_scores": None if error or model == "b" else json.dumps(
+                    {"token_f1": (i % 7) / 7, "rouge_l": (i % 5) / 5, "chrf": (i % 3) / 3}),
             })
     store.insert_results(rows)
 

@@ -34,6 +34,8 @@ from evalkit.analysis.bootstrap import (
 from evalkit.analysis.capacity import carried_throughput, stored_cost_values, throughput
 from evalkit.analysis.classification import label_spec, model_values
 from evalkit.analysis.judge_metrics import JUDGE_INFO, judge_values
+from evalkit.analysis.text_quality import text_metric_arrays
+from evalkit.scoring.text_metrics import TEXT_METRICS
 
 if TYPE_CHECKING:
     from evalkit.store.db import Store
@@ -92,6 +94,9 @@ _INFO = [
     MetricInfo("monthly_cost_usd", False, "monthly cost at run.volume_per_day: always-on replicas when "
                "self-hosted, per call for APIs (USD)"),
     MetricInfo("replicas_needed", False, "self-hosted replicas that volume needs (at least cost.min_replicas)"),
+    MetricInfo("token_f1", True, "text output: mean SQuAD token-level F1 against the target; errors count as 0"),
+    MetricInfo("rouge_l", True, "text output: mean ROUGE-L F-measure (rouge-score) against the target; errors as 0"),
+    MetricInfo("chrf", True, "text output: mean chrF (sacrebleu) / 100 against the target; errors count as 0"),
     MetricInfo("break_even_requests_per_day", False, "lowest daily volume at which self-hosting costs no more "
                "than the baseline's API (null: never, or not self-hosted)"),
     *(MetricInfo(*info) for info in JUDGE_INFO),  # the LLM judge's (evalkit.analysis.judge_metrics)
@@ -234,6 +239,9 @@ def model_metrics(frame: pd.DataFrame, model: str, seed: int = 0, resamples: int
     else:
         out["tail5_brier"] = MetricValue(None)
         out["confident_error_rate"] = MetricValue(None)
+    texts = text_metric_arrays(frame["text_scores"] if "text_scores" in frame else None)
+    for name in TEXT_METRICS:  # last again: the draws above stay as they were
+        out[name] = _mean_metric(texts[name], resamples, rng) if texts else MetricValue(None)
     return out
 
 
@@ -245,7 +253,7 @@ def confident_threshold(config: dict[str, Any] | None) -> float:
 
 METRIC_COLUMNS = ("model", "status", "correct", "quality", "schema_valid", "feasible", "confidence", "latency_ms",
                   "ttft_ms", "prompt_tokens", "completion_tokens", "cost_usd", "score_error", "cache_hit",
-                  "client_lag_ms", "parsed", "target_label")
+                  "client_lag_ms", "parsed", "target_label", "text_scores")
 
 
 def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int = 1000) -> list[dict[str, Any]]:

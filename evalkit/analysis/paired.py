@@ -47,7 +47,9 @@ from evalkit.analysis.bootstrap import (
 from evalkit.analysis.classification import label_spec, paired_values
 from evalkit.analysis.metrics import confident_threshold
 from evalkit.analysis.tail_deltas import confidence_tail_deltas
+from evalkit.analysis.text_quality import text_metric_arrays
 from evalkit.errors import ConfigError
+from evalkit.scoring.text_metrics import TEXT_METRICS
 from evalkit.store.db import Store
 
 EXACT_BELOW = 25
@@ -56,7 +58,8 @@ PAIRED_METRICS = frozenset({
     "accuracy", "quality_mean", "error_rate", "schema_valid_rate", "feasible_rate", "valid_but_infeasible_rate",
     "tail5", "brier", "ece", "cost_per_1k", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95",
     "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95",
-    "tail5_brier", "confident_error_rate", "macro_f1", "weighted_f1", "micro_f1", "jaccard"})
+    "tail5_brier", "confident_error_rate", "macro_f1", "weighted_f1", "micro_f1", "jaccard", "token_f1", "rouge_l",
+    "chrf"})
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,11 @@ def paired_deltas(pairing: Pairing, seed: int = 0, resamples: int = 2000, confid
         for name, values in confidence_tail_deltas(cb, yb, cc, yc, pairing.confident_threshold, resamples, rng,
                                                    confidence, in_conf).items():
             out[name] = Delta(name, *values)
+    text_b, text_c = (text_metric_arrays(rows.get(f"text_scores_{s}")) for s in "bc")
+    for name in TEXT_METRICS if text_b or text_c else ():  # last: the draws above stay as they were
+        zeros = np.zeros(len(rows))
+        out[name] = _delta(name, text_b.get(name, zeros), text_c.get(name, zeros), row_mean, resamples, rng,
+                           confidence, sample)
     kind, labels = pairing.labels  # classification: after the rest, for the same reason
     for name, values in paired_values(rows, kind, labels, resamples, rng, confidence, sample).items():
         out[name] = Delta(name, *values)

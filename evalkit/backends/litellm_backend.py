@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from evalkit.backends.base import RETRYABLE_STATUS, BackendBase, retry_after_seconds
+from evalkit.backends.constrain import litellm_form
 from evalkit.backends.openai_http import convert_logprobs
 from evalkit.backends.registry import BuildContext
 from evalkit.backends.served_identity import is_loopback, served_identity
@@ -246,6 +247,8 @@ class LiteLLMBackend(BackendBase):
         if request.stream:
             kwargs["stream"] = True
             kwargs["stream_options"] = {"include_usage": True}
+        if request.constraint is not None:  # output.constrain: OpenAI structured outputs
+            kwargs.update(litellm_form(request.constraint))
         return kwargs
 
     async def complete(self, request: ChatRequest) -> Completion:

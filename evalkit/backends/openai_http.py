@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from evalkit.backends.base import RETRYABLE_STATUS, retry_after_seconds
+from evalkit.backends.constrain import server_form
 from evalkit.backends.wire_clock import WireTimes, exchange, stamping_session, time_wire
 from evalkit.errors import BackendError
 from evalkit.records import ChatRequest, Completion
@@ -67,6 +68,8 @@ class OpenAICompatibleClient:
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        if request.constraint is not None:  # output.constrain: vLLM's structured outputs
+            body.update(server_form(request.constraint))
         return body
 
     async def complete(self, request: ChatRequest) -> Completion:

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.backends.base import BackendBase, Capabilities
+from evalkit.backends.constrain import inprocess_form
 from evalkit.backends.registry import BuildContext
 from evalkit.backends.vllm import engine_identity, resolve_base
 from evalkit.backends.vllm_launch import max_lora_rank
 from evalkit.config.model_specs import VLLMModel
 from evalkit.config.resolve import ResolvedModel
 from evalkit.errors import BackendError, ConfigError, EngineError
-from evalkit.records import ChatRequest, Completion
+from evalkit.records import ChatRequest, Completion, Constraint
 
 # OpenAI-style generation parameters and the SamplingParams field each one sets.
 SAMPLING_FIELDS = {
@@ -115,8 +116,10 @@ class InProcessEngine:
     """One ``vllm.LLM`` (anything with its ``chat``) and the batcher that feeds it."""
 
     def __init__(self, llm: Any, base_model: str, loras: dict[str, Any] | None = None,
-                 sampling_params: Callable[..., Any] | None = None) -> None:
+                 sampling_params: Callable[..., Any] | None = None,
+                 structured_params: Callable[..., Any] | None = None) -> None:
         self.llm = llm
+        self.structured_params = structured_params
         self.base_model = base_model
         self.loras = loras or {}
         self._sampling_params = sampling_params
@@ -159,6 +162,10 @@ class InProcessEngine:
 
             self._sampling_params = SamplingParams
         return self._sampling_params(**kwargs)
+
+    def structured(self, constraint: Constraint) -> tuple[Any, dict[str, Any]]:
+        """vLLM's ``StructuredOutputsParams`` for a constraint, and what is recorded of it."""
+        return inprocess_form(constraint, self.structured_params)
 
     async def submit(self, messages: list[dict[str, str]], sampling: Any, adapter: str | None) -> tuple[Any, float]:
         """Queue one chat; returns vLLM's RequestOutput and the seconds the request waited + ran."""
@@ -210,7 +217,7 @@ class InProcessEngine:
 class VLLMInProcessBackend(BackendBase):
     """A base model or one of its adapters on a shared in-process vLLM engine."""
 
-    capabilities = Capabilities(streaming=False, logprobs=True, constrained_decoding=False, batch_latency=True)
+    capabilities = Capabilities(streaming=False, logprobs=True, constrained_decoding=True, batch_latency=True)
 
     def __init__(self, model: ResolvedModel, engine: InProcessEngine, identity: dict[str, Any]) -> None:
         assert isinstance(model.spec, VLLMModel)
@@ -242,6 +249,9 @@ class VLLMInProcessBackend(BackendBase):
         kwargs = {SAMPLING_FIELDS[k]: v for k, v in request.params.items()}
         if request.logprobs:
             kwargs["logprobs"] = request.top_logprobs
+        recorded = dict(kwargs)
+        if request.constraint is not None:  # output.constrain: SamplingParams(structured_outputs=...)
+            kwargs["structured_outputs"], recorded["structured_outputs"] = self.engine.structured(request.constraint)
         sampling = self.engine.sampling(kwargs)
         try:
             async with asyncio.timeout(request.timeout_s):
@@ -254,7 +264,7 @@ class VLLMInProcessBackend(BackendBase):
                           prompt_tokens=len(out.prompt_token_ids or []), completion_tokens=len(choice.token_ids),
                           latency_ms=seconds * 1000.0, ttft_ms=None, resolved_model=self.served_model,
                           logprobs=_convert_logprobs(choice) if request.logprobs else None,
-                          sent_params={**kwargs, "engine": "vllm.LLM", "latency_kind": "batch"})
+                          sent_params={**recorded, "engine": "vllm.LLM", "latency_kind": "batch"})
 
     async def aclose(self) -> None:
         self.engine.users -= 1

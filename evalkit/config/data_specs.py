@@ -57,6 +57,10 @@ class OutputSpec(Strict):
         False, description="Let the JSON Schema's $refs name http(s) URLs, fetched once at validate time "
         "(default: local files only; a remote $ref is an error).")
 
+    constrain: bool = Field(
+        False, description="Constrained decoding: send the JSON Schema (type: json) or the label set (type: "
+        "label) in each provider's native structured-output form; models.<name>.constrain overrides it.")
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
@@ -69,6 +73,11 @@ class OutputSpec(Strict):
             raise ValueError("'allow_remote_refs' only applies to a JSON Schema ('schema')")
         if self.type != "json" and self.schema_ is not None:
             raise ValueError(f"'schema' only applies to output type 'json', not '{self.type}'")
+        if self.constrain and self.type == "text":
+            raise ValueError("'constrain' needs output type 'json' (with a schema) or 'label': text has nothing "
+                             "to constrain to")
+        if self.constrain and self.type == "json" and self.schema_ is None:
+            raise ValueError("'constrain' with output type 'json' needs 'schema' (the JSON Schema to decode with)")
         return self
 
 

@@ -79,6 +79,15 @@ def _one_endpoint_key(model: Any) -> Any:
     if model.api_base and model.api_bases:
         raise ValueError("give api_base (one endpoint) or api_bases (several), not both")
     return model
+class FewShotSpec(Strict):
+    """``fewshot``: worked examples from a training file put before each prompt, as user/assistant turns
+    (a prompted baseline), drawn deterministically and never from the held-out set."""
+
+    path: str = Field(description="JSONL, CSV or Parquet training file (relative to the suite) with the fields "
+                      "the prompt and the target read.")
+    n: int = Field(4, ge=1, le=64, description="How many examples.")
+    seed: int = Field(0, description="Which examples: rows ordered by sha256('seed:id'), the first n taken.")
+    balanced: bool = Field(True, description="Label outputs: one example of each label in turn, so each is shown.")
 
 
 class _ModelBase(Strict):
@@ -87,6 +96,10 @@ class _ModelBase(Strict):
         "max_tokens, ...).")
     stream: bool = Field(True, description="Stream the answer (gives time to first token).")
     concurrency: int | None = Field(None, ge=1, description="Overrides run.concurrency.")
+    constrain: bool | None = Field(None, description="Overrides output.constrain for this model: constrained "
+                                   "decoding with the output's JSON Schema or label set.")
+    fewshot: FewShotSpec | None = Field(None, description="Few-shot examples from a training file before each "
+                                        "prompt (a prompted baseline).")
     cost: CostSpec | None = None
     training_data: str | None = Field(
         None, description="The model's training data (relative to the suite): a JSONL/CSV/Parquet file the "

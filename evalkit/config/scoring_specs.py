@@ -73,9 +73,11 @@ class CorrectSpec(Strict):
 class ScoringSpec(Strict):
     """How a parsed answer becomes a quality score in [0, 1] and a correct/incorrect verdict."""
 
-    scorer: Literal["label_match", "exact", "json_fields", "numeric", "custom", "none", "judge"] = Field(
+    scorer: Literal["label_match", "exact", "json_fields", "numeric", "custom", "none", "judge", "token_f1",
+                    "rouge_l", "chrf"] = Field(
         "label_match", description="Built-in scorer, 'custom' with 'custom: file.py:function', or 'judge' "
-        "(an LLM judge, see 'judge').")
+        "(an LLM judge, see 'judge'); token_f1, rouge_l, chrf: text against the target (SQuAD token F1, "
+        "ROUGE-L, chrF / 100).")
     fields: list[str] | None = Field(
         None, description="json_fields: dotted paths compared with the target.")
     field: str | None = Field(None, description="numeric: dotted path of the number in a JSON answer.")

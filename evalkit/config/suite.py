@@ -68,6 +68,9 @@ class Suite(Strict):
             self._check_retention(self.retention)
         if any(r.retention for r in self.gates.rules) and self.retention is None:
             raise ValueError("gates.rules name a 'retention' metric but the suite has no 'retention' section")
+        if self.scoring.scorer in ("token_f1", "rouge_l", "chrf") and self.output.type != "text":
+            raise ValueError(f"scorer '{self.scoring.scorer}' compares text with a reference: it needs output "
+                             f"type 'text', not '{self.output.type}'")
         if self.output.type != "json":
             if self.scoring.scorer == "json_fields":
                 raise ValueError("scorer 'json_fields' needs output type 'json'")
@@ -180,6 +183,7 @@ def referenced_files(loaded: LoadedSuite) -> list[Path]:
     if isinstance(s.output.schema_, str):
         refs.append(s.output.schema_)
     refs += [f for f in (s.prompt.system_file, s.prompt.user_file) if f]
+    refs += sorted({m.fewshot.path for m in s.models.values() if m.fewshot is not None})
     if s.retention is not None:
         refs += [t for t in s.retention.tasks if is_task_file(t)]
     return [loaded.resolve(r) for r in refs]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.backends import Backend, create_backends, release_servers
+from evalkit.config.fewshot import with_turns
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.provenance import host_info, redact
 from evalkit.config.resolve import resolve_model
@@ -31,7 +32,7 @@ from evalkit.config.suite import LoadedSuite
 from evalkit.engine.arrivals import OpenLoop, PacingStats, phase_point
 from evalkit.errors import BackendError, InterruptedRunError
 from evalkit.records import ChatRequest
-from evalkit.scoring.prepare import prepare
+from evalkit.scoring.prepare import Prepared, prepare
 from evalkit.store.db import Store
 from evalkit.store.rows import new_run_id
 
@@ -64,14 +65,18 @@ class SweepOptions:
 DEFAULT_DURATION_S = 30.0
 
 
-def chat_request(loaded: LoadedSuite, model: str, rendered: RenderedSample) -> ChatRequest:
-    """The request a run sends for this sample (the same messages, parameters, logprobs and streaming)."""
+def chat_request(loaded: LoadedSuite, model: str, rendered: RenderedSample,
+                 prepared: Prepared | None = None) -> ChatRequest:
+    """The request a run sends for this sample (the same messages with the model's few-shot turns,
+    parameters, logprobs, streaming and constrained decoding)."""
     suite = loaded.suite
     spec = suite.models[model]
     logprobs = suite.confidence.source == "logprobs"
-    return ChatRequest(messages=rendered.messages, params=dict(spec.params), logprobs=logprobs,
+    constraint = (prepared.constraints or {}).get(model) if prepared else None
+    messages = with_turns(rendered.messages, (prepared.shots or {}).get(model, []) if prepared else [])
+    return ChatRequest(messages=messages, params=dict(spec.params), logprobs=logprobs,
                        top_logprobs=suite.confidence.top_logprobs if logprobs else 0, stream=spec.stream,
-                       timeout_s=suite.run.timeout_s)
+                       timeout_s=suite.run.timeout_s, constraint=constraint)
 
 
 def goodput(points: list[dict[str, Any]]) -> float | None:
@@ -166,9 +171,10 @@ async def _phase(backend: Backend, requests: list[ChatRequest], pacer: OpenLoop,
 
 async def _sweep_model(store: Store, load_id: str, loaded: LoadedSuite, model: str, backend: Backend,
                        rendered: list[RenderedSample], options: SweepOptions,
-                       on_point: Callable[[str, dict[str, Any]], None]) -> list[dict[str, Any]]:
+                       on_point: Callable[[str, dict[str, Any]], None],
+                       prepared: Prepared | None = None) -> list[dict[str, Any]]:
     try:
-        base = [chat_request(loaded, model, r) for r in rendered]
+        base = [chat_request(loaded, model, r, prepared) for r in rendered]
         await _warm(backend, [base[i % len(base)] for i in range(options.warmup)], model)
         points: list[dict[str, Any]] = []
         for k, rate in enumerate(sorted(set(options.rates))):
@@ -222,7 +228,8 @@ def run_sweep(loaded: LoadedSuite, db_path: str, models: list[str], options: Swe
                                   "argv": argv or [], "host": host_info()})})
             try:
                 points = asyncio.run(_sweep_model(store, load_id, loaded, model, backend, prepared.rendered,
-                                                  options, on_point or (lambda m, p: None)))
+                                                  options, on_point or (lambda m, p: None),
+                                                  prepared))
             except KeyboardInterrupt:
                 store.finish_load_run(load_id, "interrupted")
                 raise InterruptedRunError(f"interrupted; the rates finished so far are stored under load "

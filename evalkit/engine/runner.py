@@ -56,7 +56,8 @@ def cache_key(identity: dict[str, Any], request: ChatRequest, repeat: int) -> st
     """Same model identity, messages, parameters and repeat index → same stored answer."""
     blob = json.dumps({"model": identity, "messages": request.messages, "params": request.params,
                        "logprobs": request.logprobs, "top_logprobs": request.top_logprobs,
-                       "stream": request.stream, "repeat": repeat}, sort_keys=True, default=str)
+                       "stream": request.stream, "repeat": repeat,
+                       **({"constraint": request.constraint.key()} if request.constraint else {})}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -110,7 +111,7 @@ class SuiteRun:
         self.closed: set[str] = set()  # models whose client was closed on its own loop
 
     def request_for(self, rendered: RenderedSample, model: str) -> ChatRequest:
-        return chat_request(self.p.loaded, model, rendered)  # the same request `evalkit load` sends
+        return chat_request(self.p.loaded, model, rendered, self.p)  # the same request `evalkit load` sends
 
     async def call_with_retries(self, backend: Backend, request: ChatRequest) -> tuple[Completion, int]:
         """The answer and the number of attempts it took; BackendError after the last attempt."""

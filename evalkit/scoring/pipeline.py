@@ -24,7 +24,7 @@ from typing import Any
 from evalkit.config.prompts import RenderedSample
 from evalkit.config.suite import LoadedSuite
 from evalkit.records import Completion
-from evalkit.scoring import builtin, confidence
+from evalkit.scoring import builtin, confidence, text_metrics
 from evalkit.scoring.correctness import CorrectRule
 from evalkit.scoring.custom import UserFunction, describe_failure, load_callable
 from evalkit.scoring.labels import parse_labels
@@ -48,6 +48,7 @@ class Score:
     correct: bool = False
     confidence: float | None = None
     score_error: str | None = None
+    text_scores: dict[str, float] | None = None  # text output with a target: token_f1, rouge_l, chrf
 
 
 def load_json_schema(loaded: LoadedSuite) -> dict[str, Any] | None:
@@ -125,6 +126,8 @@ class SampleScorer:
                                    scoring.relative_tolerance), None
         if kind in ("none", "judge"):  # judge: scored after the models answered (evalkit.engine.judging)
             return 0.0, None
+        if kind in text_metrics.TEXT_METRICS:
+            return (text_metrics.text_scores(value, target) or {}).get(kind, 0.0), None
         assert self._custom is not None
         label = self._custom.label
         try:
@@ -149,6 +152,8 @@ class SampleScorer:
         result = Score(parsed=parsed.value, parse_error=parsed.error)
         result.schema_valid, result.schema_errors = self._schema_validity(parsed)
         usable = parsed.value is not None and result.schema_valid is not False
+        if out.type == "text" and rendered.target is not None:  # reference-based metrics, whatever the scorer
+            result.text_scores = text_metrics.text_scores(parsed.value, rendered.target)
         errors: list[str] = []
         if self._checks:
             if usable:

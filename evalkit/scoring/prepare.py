@@ -9,14 +9,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from evalkit.backends.constrain import build_constraint, wants_constraint
 from evalkit.config.dataset import Dataset, load_dataset
+from evalkit.config.fewshot import fewshot_turns
 from evalkit.config.prompts import PromptRenderer, RenderedSample
 from evalkit.config.shards import Shard
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
+from evalkit.records import Constraint
 from evalkit.scoring.judge import check_judge
 from evalkit.scoring.labels import target_class
 from evalkit.scoring.pipeline import SampleScorer
+from evalkit.scoring.schema_refs import compile_schema
 
 
 @dataclass
@@ -29,6 +33,20 @@ class Prepared:
     scorer: SampleScorer
     models: list[str]
     null_targets: int = 0  # samples whose target is null (only with target.allow_null)
+    constraints: dict[str, Constraint] | None = None  # output.constrain: per constrained model
+    shots: dict[str, list[dict[str, str]]] | None = None  # models.<name>.fewshot: turns before each prompt
+
+
+def constraints_for(loaded: LoadedSuite, models: list[str]) -> dict[str, Constraint]:
+    """Each constrained model's :class:`Constraint`; a ConfigError naming file, line and key for a model
+    that cannot take it (checked at validate time, before any call)."""
+    wanted = [m for m in models if wants_constraint(loaded, m)]
+    if not wanted:
+        return {}
+    compiled = compile_schema(loaded) if loaded.suite.output.type == "json" else None
+    schema, refs = (compiled.schema, compiled.documents) if compiled else (None, ())
+    out = {m: build_constraint(loaded, m, schema, refs) for m in wanted}
+    return {m: c for m, c in out.items() if c is not None}
 
 
 def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | None = None,
@@ -57,14 +75,17 @@ def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | N
         samples = [x for x in samples if x.id in sample_ids]
     _check_allow_null(loaded)
     scorer = SampleScorer(loaded)
-    rendered = PromptRenderer(loaded).render_all(samples)
+    constraints = constraints_for(loaded, chosen)
+    renderer = PromptRenderer(loaded)
+    rendered = renderer.render_all(samples)
     out = suite.output
     if out.type in ("label", "labels"):  # each target's class, stored as samples.target_label
         rendered = [replace(r, target_label=target_class(out.type, r.target, out.labels, out.case_sensitive))
                     for r in rendered]
     nulls = _null_targets(loaded, rendered)
     check_judge(loaded, rendered)
-    return Prepared(loaded, dataset, rendered, scorer, chosen, nulls)
+    shots = {m: fewshot_turns(loaded, m, renderer, dataset.samples) for m in chosen}
+    return Prepared(loaded, dataset, rendered, scorer, chosen, nulls, constraints, {m: t for m, t in shots.items() if t})
 
 
 def _check_allow_null(loaded: LoadedSuite) -> None:

@@ -346,4 +346,7 @@ CREATE TABLE leakage (
     PRIMARY KEY (run_id, model, probe)
 );
 """),
+    (10, "text_scores", """
+ALTER TABLE results ADD COLUMN text_scores JSON;  -- text output with a target: {"token_f1", "rouge_l", "chrf"} in [0, 1]
+"""),
 ]

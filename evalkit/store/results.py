@@ -24,17 +24,17 @@ RESULT_SCHEMA = arrow_schema(
     ("finish_reason", pa.string()), ("resolved_model", pa.string()), ("request_params", pa.string()),
     ("logprobs", pa.string()), ("error", pa.string()), ("error_kind", pa.string()),
     ("attempts", pa.int32()), ("cache_hit", pa.bool_()), ("cache_key", pa.string()),
-    ("created_at", pa.timestamp("us")), ("client_lag_ms", pa.float64()),
+    ("created_at", pa.timestamp("us")), ("client_lag_ms", pa.float64()), ("text_scores", pa.string()),
 )
 SAMPLE_COLUMNS = ("position", "slice", "fields", "messages", "target", "target_label")
-JSON_RESULT_COLUMNS = ("parsed", "schema_errors", "violations", "request_params", "logprobs")
+JSON_RESULT_COLUMNS = ("parsed", "schema_errors", "violations", "request_params", "logprobs", "text_scores")
 METRIC_SCHEMA = arrow_schema(
     ("run_id", pa.string()), ("model", pa.string()), ("metric", pa.string()),
     ("value", pa.float64()), ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("n", pa.int64()))
 # What a paired comparison reads of each side (joined with the sample's slice and target).
 SIDE_COLUMNS = ("r.sample_id, r.repeat, r.status, r.correct, r.quality, r.schema_valid, r.feasible, r.confidence, "
                 "r.latency_ms, r.ttft_ms, r.cost_usd, r.output, r.violations, r.error, s.slice, s.target, r.parsed, "
-                "s.target_label")
+                "s.target_label, r.text_scores")
 
 
 class ResultQueries(StoreBase):

@@ -84,4 +84,5 @@ def result_row(run_id: str, model: str, sample_id: str, repeat: int, score: Scor
         "logprobs": to_json(redact_logprobs(c.logprobs)) if c else None,
         "error": redact_optional(error), "error_kind": error_kind, "attempts": attempts, "cache_hit": cache_hit,
         "cache_key": cache_key, "created_at": now(), "client_lag_ms": c.client_lag_ms if c else None,
+        "text_scores": to_json(score.text_scores) if score.text_scores is not None else None,
     }

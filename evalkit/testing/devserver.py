@@ -7,9 +7,9 @@ reach it through their normal code paths. Used by evalkit's tests, the README qu
 Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` (JSON or SSE stream with
 ``stream_options.include_usage``; ``logprobs``/``top_logprobs``) and ``POST /v1/completions`` (legacy
 ``prompt``; ``logprobs: k`` in the legacy ``tokens``/``token_logprobs``/``top_logprobs``/``text_offset``
-form, offsets counted from the start of the completion as vLLM does). ``n`` > 1, tools and
-``response_format`` are accepted and ignored (one choice; a list ``prompt`` is answered as one joined
-prompt); ``stop`` strings cut the reply.
+form, offsets counted from the start of the completion as vLLM does). ``n`` > 1 and tools are accepted
+and ignored (one choice; a list ``prompt`` is answered as one joined prompt); ``stop`` strings cut the
+reply; ``response_format`` / ``structured_outputs`` are honoured (:mod:`evalkit.testing.constrained`).
 
 Tokens, logprobs, replies and the rules file: :mod:`evalkit.testing.replies`.
 
@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from evalkit.testing.constrained import honour
 from evalkit.testing.faults import Fault, FaultPlan, apply_fault, break_stream, error_response
 from evalkit.testing.replies import (
     EchoResponder,
@@ -308,7 +309,7 @@ class DevServer:
                 reply = await reply
         except Exception as exc:  # a broken responder is the test's bug: say so in the answer
             return error_response(500, f"devserver responder failed: {type(exc).__name__}: {exc}")
-        reply = Reply(reply) if isinstance(reply, str) else reply
+        reply = honour(body, Reply(reply) if isinstance(reply, str) else reply)  # structured outputs asked
         tokens, finish = cut_reply(reply.text, body)
         usage = {"prompt_tokens": len(tokenize(request_text(body))), "completion_tokens": len(tokens)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
