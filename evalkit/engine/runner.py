@@ -1,13 +1,11 @@
 """Run a suite: every model over the same rendered samples, scored and stored as they finish.
 
-Everything that can be wrong with the suite, the data or the templates fails in :func:`prepare`,
-before any model is called. Models run concurrently, each with its own bounded pool of workers on
-an event loop and thread of its own (:mod:`evalkit.engine.loops`), so one model's client work never
-lands in another's latency; each model is first warmed up (``run.warmup`` requests, not results) and
-timed after. Finished rows come back through a queue to this thread, which writes them to the store
-in batches (by count or every second, :mod:`evalkit.engine.writer`), so a crash loses at most the
-rows of the last second; ``--resume`` then redoes only what is missing, and the cache (same model
-identity, same messages, same parameters) answers from stored responses without calling the model.
+Everything that can be wrong with the suite, the data or the templates fails in :func:`prepare`, before
+any model is called. Each model runs its bounded pool of workers on an event loop and thread of its own
+(:mod:`evalkit.engine.loops`), warmed up first (``run.warmup`` requests, not results), with nothing but the
+requests on that timed loop: answers are scored, made rows and written on this thread, in batches
+(:mod:`evalkit.engine.writer`), so a crash loses at most the last second's rows; ``--resume`` redoes only
+what is missing, and the cache (same identity, messages and parameters) answers without a call.
 """
 
 from __future__ import annotations
