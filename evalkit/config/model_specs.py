@@ -74,6 +74,8 @@ class _ModelBase(Strict):
     stream: bool = Field(True, description="Stream the answer (gives time to first token).")
     concurrency: int | None = Field(None, ge=1, description="Overrides run.concurrency.")
     cost: CostSpec | None = None
+    note: str | None = Field(None, max_length=500, description="Shown next to the model in the report's header, "
+                             "e.g. what a stand-in really is (the demo's 'frontier' is the base SmolLM2 model).")
 
     @field_validator("params")
     @classmethod
