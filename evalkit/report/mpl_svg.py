@@ -14,7 +14,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-STYLE = {
+STYLE: Any = {  # matplotlib rcParams (typed by matplotlib as a dict of Literal keys)
     "svg.fonttype": "none",        # text stays <text>, selectable, in the page's font
     "svg.hashsalt": "evalkit",     # stable ids: the same data gives the same file
     "text.parse_math": False,      # a "$" in a model name is a dollar, never mathtext
