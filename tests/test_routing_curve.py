@@ -85,6 +85,8 @@ def test_route_and_compare_default_their_sides_from_the_suite_gates(tmp_path):
     swapped = json.loads(CliRunner().invoke(main, ["route", "r4", "--db", str(db), "--json", "--small", "frontier",
                                                    "--large", "tuned"]).stdout)
     assert (swapped["small"], swapped["large"]) == ("frontier", "tuned")  # a flag still wins
+    table = CliRunner().invoke(main, ["compare", "r4", "--db", str(db)])
+    assert table.exit_code == 0 and "10 ms" in table.stdout and "e+" not in table.stdout, table.output
     compared = CliRunner().invoke(main, ["compare", "r4", "--db", str(db), "--json"])
     assert compared.exit_code == 0, compared.output
     assert (json.loads(compared.stdout)["baseline"], json.loads(compared.stdout)["candidate"]) == ("r4:frontier",

@@ -9,7 +9,7 @@ import jinja2
 
 from evalkit.analysis.sample_counts import count_label
 from evalkit.report.data import collect
-from evalkit.report.numbers import MINUS, ms, usd
+from evalkit.report.numbers import MINUS, interval, ms, number, usd
 from evalkit.report.watch_text import count_notes, watch_detail, watch_name
 from evalkit.store.db import Store
 
@@ -51,6 +51,8 @@ def environment() -> jinja2.Environment:
     env.filters["signed"] = lambda v, d=3: "—" if v is None else f"{v:+.{d}f}".replace("-", MINUS)
     env.filters["dfmt"] = _delta
     env.filters["usd"] = lambda v: "—" if v is None else f"${v:,.2f}"
+    env.globals["number"] = number
+    env.globals["interval"] = interval
     env.globals["count_label"] = count_label
     env.globals["count_notes"] = count_notes
     env.globals["watch_detail"] = watch_detail
