@@ -165,3 +165,52 @@ FROM load_requests
 WHERE load_id = $load_id
 GROUP BY rate_per_s
 ORDER BY rate_per_s;
+
+-- name: judge
+-- the LLM judge (scoring.scorer: judge; table judgements), per judged model: judge requests this run made
+-- (attempts of verdicts not reused from the cache), their cost, verdicts unreadable or failed; agreement with
+-- people on the model they scored ($human_model: scoring.judge.human_model, else gates.baseline) over its
+-- samples whose field $human holds a score (mapped like the judge's: (v - $low) / ($high - $low), pass/yes/true
+-- = 1 and fail/no/false = 0; pass_fail: $low = 0, $high = 1): same score, Cohen's kappa (pass_fail,
+-- $pass_fail = true) or Spearman (average ranks for ties); pairwise (the candidate's rows): win 1 / tie 0.5 /
+-- loss 0 averaged over both orders, and the share of pairs whose two verdicts differ, over the pairs read
+-- in both orders
+WITH j AS (SELECT * FROM judgements WHERE run_id = $run_id),
+counts AS (
+    SELECT model,
+           sum(CASE WHEN cache_hit THEN 0 ELSE coalesce(attempts, 0) END)::DOUBLE    AS judge_calls,
+           sum(cost_usd)                                                            AS judge_cost_usd,
+           count(*) FILTER (WHERE status = 'error')::DOUBLE                         AS judge_errors
+    FROM j GROUP BY model),
+labelled AS (
+    SELECT j.model, j.score AS judge,
+           CASE lower(trim(s.fields->>$human)) WHEN 'pass' THEN 1.0 WHEN 'yes' THEN 1.0 WHEN 'true' THEN 1.0
+                WHEN 'fail' THEN 0.0 WHEN 'no' THEN 0.0 WHEN 'false' THEN 0.0
+                ELSE ((s.fields->>$human)::DOUBLE - $low) / ($high - $low) END       AS human
+    FROM j JOIN samples s USING (run_id, sample_id)
+    WHERE j.kind = 'pointwise' AND j.status = 'ok' AND j.model = $human_model
+      AND s.fields->>$human IS NOT NULL),
+ranked AS (
+    SELECT *, rank() OVER (ORDER BY judge) + (count(*) OVER (PARTITION BY judge) - 1) / 2.0 AS rj,
+              rank() OVER (ORDER BY human) + (count(*) OVER (PARTITION BY human) - 1) / 2.0 AS rh
+    FROM labelled),
+agreement AS (
+    SELECT model, avg((abs(judge - human) < 1e-9)::DOUBLE) AS judge_agreement,
+           avg((judge = human)::DOUBLE) AS po, avg(judge) AS pj, avg(human) AS ph, corr(rj, rh) AS rho
+    FROM ranked GROUP BY model),
+pairs AS (
+    SELECT model, sample_id, repeat, max(score) FILTER (WHERE pair_order = 'AB') AS ab,
+           max(score) FILTER (WHERE pair_order = 'BA') AS ba
+    FROM j WHERE kind = 'pairwise' AND status = 'ok' GROUP BY model, sample_id, repeat),
+pairwise AS (
+    SELECT model, avg((ab + ba) / 2) AS judge_win_rate,
+           avg((abs(ab - ba) > 1e-9)::DOUBLE) AS judge_position_disagreement
+    FROM pairs WHERE ab IS NOT NULL AND ba IS NOT NULL GROUP BY model)
+SELECT c.model, c.judge_calls, c.judge_cost_usd, c.judge_errors, a.judge_agreement,
+       CASE WHEN $pass_fail AND a.pj * a.ph + (1 - a.pj) * (1 - a.ph) < 1
+            THEN (a.po - (a.pj * a.ph + (1 - a.pj) * (1 - a.ph))) / (1 - (a.pj * a.ph + (1 - a.pj) * (1 - a.ph)))
+       END                                                                          AS judge_kappa,
+       CASE WHEN NOT $pass_fail THEN a.rho END                                      AS judge_spearman,
+       p.judge_win_rate, p.judge_position_disagreement
+FROM counts c LEFT JOIN agreement a USING (model) LEFT JOIN pairwise p USING (model)
+ORDER BY c.model;

@@ -129,6 +129,10 @@ class InteropError(EvalkitError):
     """A log of another tool cannot be read or imported."""
 
 
+class PublishError(EvalkitError):
+    """A verdict could not be published where it was asked for (a pull-request comment)."""
+
+
 class RetentionError(EvalkitError):
     """An lm-eval capability-retention check cannot run or returned nothing usable."""
 
@@ -140,5 +144,5 @@ def require(module: str, extra: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        raise MissingExtraError(f"this needs the '{extra}' extra: pip install 'evalkit[{extra}]'") from None
+        raise MissingExtraError(f"this needs the '{extra}' extra: pip install 'evalkit-swap[{extra}]'") from None
 

@@ -13,7 +13,7 @@ from conftest import EMAILS, LABEL_SUITE, run_cli
 
 from evalkit.store import Store
 
-inspect_log = pytest.importorskip("inspect_ai.log", reason="needs the inspect extra: pip install 'evalkit[inspect]'")
+inspect_log = pytest.importorskip("inspect_ai.log", reason="needs the inspect extra: pip install 'evalkit-swap[inspect]'")
 
 GATES = """
 gates:
@@ -249,7 +249,7 @@ def test_missing_extra_names_the_pip_command(tmp_path):
     _S(db).close()
     proc = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2, proc.stderr
-    assert "pip install 'evalkit[inspect]'" in proc.stderr
+    assert "pip install 'evalkit-swap[inspect]'" in proc.stderr
 
 
 def test_failed_calls_and_feasibility_travel_in_the_export(tmp_path):

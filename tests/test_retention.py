@@ -17,7 +17,7 @@ from conftest import LABEL_SUITE, TEST_KEY, run_cli
 
 from evalkit.store import Store
 
-pytest.importorskip("lm_eval", reason="needs the lm-eval extra: pip install 'evalkit[lm-eval]'")
+pytest.importorskip("lm_eval", reason="needs the lm-eval extra: pip install 'evalkit-swap[lm-eval]'")
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_FILE = ROOT / "datasets" / "retention" / "capitals.yaml"

@@ -58,13 +58,14 @@ gates:
 """
 
 
-def _gate_step() -> str:
-    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "evalkit-gate.yml").read_text())
-    return next(s["run"] for s in flow["jobs"]["gate"]["steps"] if s.get("id") == "gate")
-
-
 @pytest.mark.parametrize("proposed_is_worse", [True, False])
 def test_the_workflow_gate_step_blocks_a_worse_model(tmp_path, proposed_is_worse):
+    """The reusable workflow runs the composite action; its steps (played as in test_action.py) fail the job
+    on a regression and pass it otherwise."""
+    from test_action import run_action
+
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "evalkit-gate.yml").read_text())
+    assert any(s.get("uses") == "./.evalkit-action" for s in flow["jobs"]["gate"]["steps"])
     rows = [dict(EMAILS[i % 6], id=f"p{i:03d}") for i in range(60)]
     write_jsonl(tmp_path / "data.jsonl", rows)
     (tmp_path / "suite.yaml").write_text(GATE_SUITE)
@@ -74,21 +75,16 @@ def test_the_workflow_gate_step_blocks_a_worse_model(tmp_path, proposed_is_worse
         # worse: also calls every invoice spam (a sixth of the data); better: identical answers
         "new": {"rules": [{"pattern": spam + ("|Invoice" if proposed_is_worse else ""), "reply": "spam"}],
                 "default": {"reply": "ham"}}}}
-    summary, output = tmp_path / "summary.md", tmp_path / "output.txt"
     with DevServer(RuleResponder.from_dict(rules), api_key=TEST_KEY) as server:
-        env = dict(os.environ, SUITE=str(tmp_path / "suite.yaml"), BASELINE="", CANDIDATE="",
-                   DB=str(tmp_path / "gate.duckdb"), GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(output),
-                   GATE_BASE=server.url, EVALKIT_TEST_KEY=TEST_KEY,
+        env = dict(os.environ, GATE_BASE=server.url, EVALKIT_TEST_KEY=TEST_KEY, GITHUB_TOKEN="unused",
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         env.pop("EVALKIT_DB", None)
-        result = subprocess.run(["bash", "-e", "-c", _gate_step()], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=180)
-    text = summary.read_text()
+        code, steps, text = run_action(tmp_path, {"suite": "suite.yaml", "stored-baseline": "false"}, env,
+                                       tmp_path / "cache", run_id=1, event="push")
     if proposed_is_worse:
-        assert result.returncode == 1, result.stdout + result.stderr
+        assert code == 1 and steps["gate"]["exit-code"] == "1"
         assert "❌ evalkit gate failed" in text and "| ❌ | accuracy |" in text and "### Regressions (10" in text
-        assert "exit-code=1" in output.read_text()
     else:
-        assert result.returncode == 0, result.stdout + result.stderr
+        assert code == 0, text
         assert "✅ evalkit gate passed" in text
-    assert (tmp_path / "evalkit-gate.xml").is_file()
+    assert (tmp_path / "evalkit-gate.xml").is_file() and not (tmp_path / "cache").exists()

@@ -32,6 +32,7 @@ from evalkit.analysis.bootstrap import (
     tail_mean,
 )
 from evalkit.analysis.capacity import stored_cost_values, throughput
+from evalkit.analysis.judge_metrics import JUDGE_INFO, judge_values
 
 if TYPE_CHECKING:
     from evalkit.store.db import Store
@@ -86,6 +87,7 @@ _INFO = [
     MetricInfo("replicas_needed", False, "self-hosted replicas that volume needs (at least cost.min_replicas)"),
     MetricInfo("break_even_requests_per_day", False, "lowest daily volume at which self-hosting costs no more "
                "than the baseline's API (null: never, or not self-hosted)"),
+    *(MetricInfo(*info) for info in JUDGE_INFO),  # the LLM judge's (evalkit.analysis.judge_metrics)
 ]
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _INFO}
 
@@ -251,6 +253,8 @@ def compute_run_metrics(store: Store, run_id: str, seed: int = 0, resamples: int
         n_called = int(((group["status"] == "ok") & ~group["cache_hit"].fillna(False).astype(bool)).sum())
         out["throughput_rps"] = MetricValue(rps, n=n_called)
         out["output_tokens_per_s"] = MetricValue(tokens_per_s, n=n_called)
+    for model, judged in judge_values(store, run_id, _config(store, run_id), seed, resamples).items():
+        per_model.get(model, {}).update({name: MetricValue(*value) for name, value in judged.items()})
     costs = stored_cost_values(store, run_id, {m: {k: v.value for k, v in mv.items()} for m, mv in per_model.items()})
     rows: list[dict[str, Any]] = []
     for model, metrics in per_model.items():

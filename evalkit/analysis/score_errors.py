@@ -25,6 +25,9 @@ _GROUPS = [
     (re.compile(r"^(?P<who>.+?) returned .*?\((?P<why>not a number|outside \[0, 1\])\)"), "{who} returned a value {why}"),
     (re.compile(r"^(?P<who>.+?) returned (?P<type>\w+) "), "{who} returned a {type}"),
     (re.compile(r"^(?P<who>.+?): the scoring worker process exited"), "{who}: the scoring worker process exited"),
+    (re.compile(r"^judge (?P<what>reply is not a JSON object|reply has no '\w+'|reply has no winner|call failed)"),
+     "judge {what}"),
+    (re.compile(r"^judge score .* is not on the scale"), "judge score not on the scale"),
 ]
 
 

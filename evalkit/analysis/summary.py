@@ -22,13 +22,17 @@ Metric names are listed in :data:`evalkit.analysis.metrics.METRICS`; a metric th
 ``run.volume_per_day`` (:func:`evalkit.analysis.capacity.model_cost`): ``throughput_source`` says where the
 replicas' requests/s come from ("stated", "goodput at SLO", "measured closed-loop throughput");
 ``break_even_note`` says why the break-even is null ("never: ...") or where the API is cheaper again.
+A run scored by an LLM judge adds ``"judge": {"model", "scale", "pairwise", "human", "human_model",
+"reference"}``; its figures are the models' ``judge_*`` metrics (:mod:`evalkit.analysis.judge_metrics`).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from evalkit.analysis.capacity import stored_costs
+from evalkit.analysis.judge_metrics import judge_summary
 from evalkit.analysis.metrics import METRICS
 from evalkit.store.db import Store
 
@@ -55,6 +59,7 @@ def run_payload(store: Store, run_id: str) -> dict[str, Any]:
             "higher_is_better": info.higher_is_better if info else None}
     for name, block in stored_costs(store, run_id).items():
         models.setdefault(name, {"metrics": {}})["cost"] = block
-    return {"format": SHOW_FORMAT, "run": run_info, "models": models}
+    judge = judge_summary(json.loads(run["config"]) if isinstance(run.get("config"), str) else run.get("config") or {})
+    return {"format": SHOW_FORMAT, "run": run_info, "models": models, **({"judge": judge} if judge else {})}
 
 

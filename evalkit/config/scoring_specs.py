@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from evalkit.config.judge_spec import JudgeSpec
 from evalkit.config.model_specs import Strict
 
 CORRECT_BUILTINS = ("label_match", "exact", "json_fields", "numeric")
@@ -72,8 +73,9 @@ class CorrectSpec(Strict):
 class ScoringSpec(Strict):
     """How a parsed answer becomes a quality score in [0, 1] and a correct/incorrect verdict."""
 
-    scorer: Literal["label_match", "exact", "json_fields", "numeric", "custom", "none"] = Field(
-        "label_match", description="Built-in scorer, or 'custom' with 'custom: file.py:function'.")
+    scorer: Literal["label_match", "exact", "json_fields", "numeric", "custom", "none", "judge"] = Field(
+        "label_match", description="Built-in scorer, 'custom' with 'custom: file.py:function', or 'judge' "
+        "(an LLM judge, see 'judge').")
     fields: list[str] | None = Field(
         None, description="json_fields: dotted paths compared with the target.")
     field: str | None = Field(None, description="numeric: dotted path of the number in a JSON answer.")
@@ -94,6 +96,7 @@ class ScoringSpec(Strict):
     timeout_s: float = Field(
         10.0, gt=0, le=3600, description="Time limit of one call of a custom scorer or feasibility check "
         "(seconds); past it the call is stopped and the row gets a score error naming the function.")
+    judge: JudgeSpec | None = Field(None, description="scorer 'judge': the LLM judge (model, rubric, scale, ...).")
     max_score_errors: int = Field(
         0, ge=0, description="Gates on quality-derived metrics (accuracy, quality, feasibility, calibration) "
         "answer 'error' when more rows than this have a score error, on either side of the comparison.")
@@ -106,6 +109,9 @@ class ScoringSpec(Strict):
             raise ValueError("scorer 'custom' needs 'custom: path/to/file.py:function'")
         if self.custom and self.scorer != "custom":
             raise ValueError("'custom' is set but 'scorer' is not 'custom'")
+        if (self.scorer == "judge") != (self.judge is not None):
+            raise ValueError("scorer 'judge' needs 'judge: {model, rubric, ...}'" if self.judge is None
+                             else "'judge' is set but 'scorer' is not 'judge'")
         for ref in ([self.custom] if self.custom else []) + list(self.feasibility):
             if ":" not in ref:
                 raise ValueError(f"'{ref}' must look like path/to/file.py:function")

@@ -57,7 +57,7 @@ class Suite(Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> Suite:
-        needs_target = self.scoring.scorer not in ("custom", "none")
+        needs_target = self.scoring.scorer not in ("custom", "none", "judge")
         if needs_target and self.target is None:
             raise ValueError(f"scorer '{self.scoring.scorer}' needs a 'target'")
         for role in ("baseline", "candidate"):

@@ -32,6 +32,7 @@ from evalkit.config.provenance import redact
 from evalkit.config.shards import Shard
 from evalkit.config.suite import BASE_SUFFIX, LoadedSuite
 from evalkit.engine.arrivals import OpenLoop, PacingStats
+from evalkit.engine.judging import judge_answers
 from evalkit.engine.lifecycle import create_run, finish, plan_resume
 from evalkit.engine.load import chat_request, record_run_phase
 from evalkit.engine.loops import LagMonitor, LockedProgress, run_on_threads
@@ -366,6 +367,7 @@ def run_suite(loaded: LoadedSuite, db_path: str, models: list[str] | None = None
             suite_run = SuiteRun(prepared, store, run_id, use_cache, progress)
             try:
                 outcomes = suite_run.execute(backends)
+                judge_answers(prepared, store, run_id, suite_run.use_cache, suite_run.call_with_retries)
             except KeyboardInterrupt:
                 suite_run.writer.flush()
                 store.mark_models_interrupted(run_id, prepared.models)

@@ -102,6 +102,8 @@ def render_text(report: dict[str, Any]) -> str:
     family = family_line(report)
     if family:
         console.print(family)
+    if calls := calls_line(report):
+        console.print(calls.replace("`", ""))
     print_counts_and_watch(console, report)
     print_evidence(console, report)
     return buffer.getvalue().rstrip()
@@ -140,6 +142,20 @@ def _md_cell(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def calls_line(report: dict[str, Any]) -> str:
+    """What the gated run asked each model and what its stored answers covered (a stored baseline: 0 calls)."""
+    calls = report.get("model_calls") or {}
+    parts = []
+    for model, c in calls.items():
+        text = f"`{_md_cell(model)}` {c['called']:,} call{'s' if c['called'] != 1 else ''}"
+        if c["from_cache"]:
+            text += f" ({c['from_cache']:,} answer{'s' if c['from_cache'] != 1 else ''} from the cache)"
+        if c["called"] and c.get("cost_usd"):
+            text += f", ${c['cost_usd']:,.4f}"
+        parts.append(text)
+    return f"Model calls in run `{report.get('run_id', '?')}`: " + "; ".join(parts) + "." if parts else ""
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """A summary for $GITHUB_STEP_SUMMARY: verdict, gate table, top regressions, slices."""
     heading = {"pass": "✅ evalkit gate passed", "fail": "❌ evalkit gate failed",
@@ -152,6 +168,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {_ICON[g['verdict']]} | {_md_cell(metric_label(g))} | {_md_cell(g['rule'])} "
                      f"({g['significance']}) | {_num(g['baseline'])} | {_num(g['candidate'])} | {_num(g['delta'])} | "
                      f"{_ci(g)} | {verdict_cell(g)} | {_md_cell(g['reason'], 240)} |")
+    calls = calls_line(report)
+    if calls:
+        lines += ["", calls]
     family = family_line(report)
     if family:
         lines += ["", _md_cell(family, 600)]

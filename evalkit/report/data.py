@@ -14,6 +14,7 @@ from evalkit.report import charts
 from evalkit.report.costs import cost_section
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
 from evalkit.report.header import header_context
+from evalkit.report.judge import judge_section
 from evalkit.report.load import load_curves
 from evalkit.report.routing_section import routing_section
 from evalkit.report.score_errors import score_error_section
@@ -128,5 +129,6 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "load_curves": load_curves(store, run["suite_name"], names, colors),
         "score_errors": score_error_section(store, run_id),
         "header": header_context(store, run, config, baseline, candidate, metrics, {k: label for k, label, _ in SCORECARD}),
+        "judge": judge_section(store, run_id, config, metrics), "models_by_name": {m["name"]: m for m in models},
     }
 

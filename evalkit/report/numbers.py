@@ -12,11 +12,11 @@ from typing import Any
 
 MINUS = "\u2212"
 COUNTS = {"n", "n_errors", "n_score_errors", "prompt_tokens", "completion_tokens", "replicas_needed",
-          "break_even_requests_per_day", "n_pairs", "n_regressions"}
+          "break_even_requests_per_day", "n_pairs", "n_regressions", "judge_calls", "judge_errors"}
 
 
 def unit(metric: str) -> str:
-    """ms, usd, usd_month, count, per_s or score, from the metric's name."""
+    """ms, usd, usd_month, count, mean_count, per_s or score, from the metric's name."""
     name = metric.split("[", 1)[0].strip()
     if name.startswith(("latency", "ttft", "client_lag", "cold_start")) or name.endswith("_ms"):
         return "ms"
@@ -24,6 +24,8 @@ def unit(metric: str) -> str:
         return "usd_month"
     if name.startswith("cost") or name.endswith("_usd"):
         return "usd"
+    if name.endswith("_mean") and "tokens" in name:
+        return "mean_count"
     if name in COUNTS or name.endswith(("_tokens", "_count")):
         return "count"
     if name in ("throughput_rps", "output_tokens_per_s") or name.endswith("_per_s"):
@@ -92,6 +94,8 @@ def number(metric: str, value: Any, signed: bool = False) -> str:
         return _sign(f"{abs(v):,.0f}", v, signed)
     if kind == "per_s":
         return _sign(f"{abs(v):,.2f}/s", v, signed)
+    if kind == "mean_count":
+        return _sign(f"{abs(v):,.1f}", v, signed)
     return _sign(plain(v), v, signed)
 
 

@@ -121,7 +121,7 @@ class SampleScorer:
         if kind == "numeric":
             return builtin.numeric(value, target, scoring.field, scoring.tolerance,
                                    scoring.relative_tolerance), None
-        if kind == "none":
+        if kind in ("none", "judge"):  # judge: scored after the models answered (evalkit.engine.judging)
             return 0.0, None
         assert self._custom is not None
         label = self._custom.label

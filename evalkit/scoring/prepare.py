@@ -14,6 +14,7 @@ from evalkit.config.prompts import PromptRenderer, RenderedSample
 from evalkit.config.shards import Shard
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import ConfigError
+from evalkit.scoring.judge import check_judge
 from evalkit.scoring.pipeline import SampleScorer
 
 
@@ -57,6 +58,7 @@ def prepare(loaded: LoadedSuite, models: list[str] | None = None, limit: int | N
     scorer = SampleScorer(loaded)
     rendered = PromptRenderer(loaded).render_all(samples)
     nulls = _null_targets(loaded, rendered)
+    check_judge(loaded, rendered)
     return Prepared(loaded, dataset, rendered, scorer, chosen, nulls)
 
 

@@ -240,4 +240,32 @@ CREATE TABLE load_requests (
     (6, "run_error", """
 ALTER TABLE runs ADD COLUMN error VARCHAR;     -- why a run is failed or interrupted (NULL otherwise)
 """),
+    (7, "judgements", """
+CREATE TABLE judgements (
+    run_id        VARCHAR NOT NULL,
+    model         VARCHAR NOT NULL,            -- the judged model (pairwise: gates.candidate)
+    sample_id     VARCHAR NOT NULL,
+    repeat        INTEGER NOT NULL,
+    kind          VARCHAR NOT NULL,            -- pointwise | pairwise
+    pair_order    VARCHAR NOT NULL,            -- pointwise: '-'; pairwise: AB (candidate is A) | BA (candidate is B)
+    other_model   VARCHAR,                     -- pairwise: the baseline it was compared with
+    judge_model   VARCHAR NOT NULL,            -- scoring.judge.model
+    status        VARCHAR NOT NULL,            -- ok | error (the call failed, or its verdict could not be read)
+    raw           VARCHAR,                     -- the judge's reply as it came
+    verdict       VARCHAR,                     -- the score (pairwise: winner A / B / tie) as the judge wrote it
+    reasoning     VARCHAR,
+    score         DOUBLE,                      -- quality in [0, 1] (pairwise: the candidate's 1 / 0.5 / 0)
+    error         VARCHAR,
+    latency_ms    DOUBLE,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cost_usd      DOUBLE,                      -- the judge call's cost: never in the judged model's cost_usd
+    attempts      INTEGER,
+    cache_hit     BOOLEAN NOT NULL,
+    cache_key     VARCHAR NOT NULL,
+    messages      JSON,                        -- what the judge was asked
+    created_at    TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, model, sample_id, repeat, kind, pair_order)
+);
+"""),
 ]

@@ -141,3 +141,14 @@ class ResultQueries(StoreBase):
         return [(str(m), str(e), int(n)) for m, e, n in self.sql(
             "SELECT model, score_error, count(*) FROM results WHERE run_id = ? AND score_error IS NOT NULL "
             "GROUP BY ALL ORDER BY model, score_error", [run_id])]
+
+    def call_counts(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Per model of a run: its answers, how many were requested in this run (``called``, with their
+        ``attempts``, retries included, and their ``cost_usd``) and how many came from the cache."""
+        rows = self.dicts(
+            "SELECT model, count(*) AS answers, count(*) FILTER (WHERE NOT cache_hit) AS called, "
+            "count(*) FILTER (WHERE cache_hit) AS from_cache, "
+            "coalesce(sum(attempts) FILTER (WHERE NOT cache_hit), 0) AS attempts, "
+            "sum(cost_usd) FILTER (WHERE NOT cache_hit) AS cost_usd "
+            "FROM results WHERE run_id = ? GROUP BY model ORDER BY model", [run_id])
+        return {str(r.pop("model")): r for r in rows}
