@@ -60,6 +60,8 @@ gate_status=0
 [ "$gate_status" -le 1 ] || { echo "error: evalkit gate could not check the demo (exit $gate_status)" >&2; exit "$gate_status"; }
 echo "== the LoRA against the prompted baseline (same base, few-shot, constrained labels): not won by format alone"
 .venv/bin/evalkit compare latest --db "$db" --baseline prompted --candidate tuned
+echo "== routing: tuned answers, frontier takes what tuned is least sure of (evalkit route; both sides from the suite's gates)"
+.venv/bin/evalkit route latest --db "$db"
 .venv/bin/evalkit report latest --db "$db" -o reports/demo.html
 echo
 case "$(head -n 1 "$summary")" in
@@ -72,3 +74,4 @@ case "$(head -n 1 "$summary")" in
 esac
 echo "(evalkit gate exited $gate_status; demo.sh exits 0 whatever the verdict — the verdict is the result)"
 echo "report: reports/demo.html · gate summary: $summary · results: $db (evalkit show latest --db $db)"
+echo "evalkit is installed in .venv, not on PATH: run 'source .venv/bin/activate' first (or call .venv/bin/evalkit)"

@@ -23,6 +23,8 @@ db=reports/quickstart.duckdb
 if .venv/bin/evalkit --help | grep -q "^  gate "; then
   .venv/bin/evalkit gate suites/quickstart/suite.yaml --db "$db" || true
 fi
+.venv/bin/evalkit route latest --db "$db" || true   # the sides come from the suite's gates
 if .venv/bin/evalkit --help | grep -q "^  report "; then
   .venv/bin/evalkit report latest --db "$db" -o reports/quickstart.html && echo "report: reports/quickstart.html"
 fi
+echo "evalkit is installed in .venv, not on PATH: run 'source .venv/bin/activate' first (or call .venv/bin/evalkit)"

@@ -239,8 +239,10 @@ def test_report_costs_are_always_on_and_gateable(cost_report):
     assert large_alone["share_escalated"] == 1.0
     frontier_1k = stored[("frontier", "cost_per_1k")]
     assert large_alone["cost_per_1k"] == pytest.approx(frontier_1k, rel=1e-9)
-    # the chart's mark is at the frontier's own cost, not the tuned model's GPU time added to it
-    assert f"<title>frontier only: ${frontier_1k:.6f} per 1k" in html
+    # the chart's mark and the table's row are at the frontier's own cost, not the tuned model's GPU time added
+    assert f"frontier only: ${frontier_1k:,.4f}/1k" in html
+    alone = re.search(r'data-routing-alone-cost="large" data-value="([^"]+)"', html)
+    assert alone and float(alone.group(1)) == pytest.approx(frontier_1k, rel=1e-9)
     assert 'data-gate="monthly_cost_usd" data-gate-verdict="pass"' in html  # a gate can bound the always-on cost
 
 
@@ -279,3 +281,57 @@ def test_a_gate_bounds_the_always_on_monthly_cost(cost_report):
     assert gates["monthly_cost_usd"]["verdict"] == "fail" and gates["monthly_cost_usd"]["candidate"] >= 730
     ok = CliRunner().invoke(main, ["gate", str(suite), "--run", run_id, "--db", str(db)])
     assert ok.exit_code == 0, ok.output
+
+
+def section_page(html: str, section: str) -> str:
+    """The report's head (CSS, CSP, script) with one section only, for a screenshot of that section."""
+    start = html.index(f'<h2 id="{section}"')
+    end = html.find("<h2 ", start + 10)
+    return html[:html.index("<main>") + 6] + html[start:end] + "</main>" + html[html.index("<script>"):]
+
+
+def screenshots(tmp_path: Path, page: Path, name: str, height: int = 1600) -> dict[str, Path]:
+    """Chromium and Firefox screenshots of ``page`` at 1,400 px wide, kept in reports/ for people to look at."""
+    shots: dict[str, Path] = {}
+    keep = Path(__file__).resolve().parents[1] / "reports"
+    keep.mkdir(exist_ok=True)
+    if CHROMIUM is not None:
+        shot = tmp_path / f"{name}-chromium.png"
+        result = _chromium(tmp_path, f"--window-size=1400,{height}", f"--screenshot={shot}", page.as_uri())
+        assert result.returncode == 0 and shot.stat().st_size > 30_000, result.stderr[-2000:]
+        shots["chromium"] = shot
+    if FIREFOX is not None:
+        shot = tmp_path / f"{name}-firefox.png"
+        (tmp_path / "ff-profile").mkdir(exist_ok=True)
+        result = subprocess.run([FIREFOX, "--headless", "--no-remote", "--profile", str(tmp_path / "ff-profile"),
+                                 f"--window-size=1400,{height}", "--screenshot", str(shot), page.as_uri()],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and shot.stat().st_size > 30_000, result.stderr[-2000:]
+        shots["firefox"] = shot
+    for browser, shot in shots.items():
+        shutil.copy(shot, keep / f"test-{name}-{browser}.png")
+    return shots
+
+
+@pytest.mark.skipif(CHROMIUM is None and FIREFOX is None, reason="neither Chromium nor Firefox is installed")
+def test_routing_section_screenshots_and_apgr_at_the_reports_volume(cost_report, tmp_path):
+    path, db, run_id = cost_report
+    from evalkit.analysis.routing_curve import summary
+
+    html = path.read_text()
+    with Store(db, read_only=True) as store:
+        policies = store.latest_routing(run_id, "cascade")[1]
+        rows = {m: {r["sample_id"]: r["correct"] for r in store.dicts(
+            "SELECT sample_id, correct FROM results WHERE run_id = ? AND model = ?", [run_id, m])}
+            for m in ("tuned", "frontier")}
+    ids = sorted(rows["tuned"])
+    expected = summary(policies, [float(rows["tuned"][i]) for i in ids], [float(rows["frontier"][i]) for i in ids])
+    shown = dict(re.findall(r'data-routing-stat="([^"]+)" data-value="([^"]*)"', html))
+    assert float(shown["apgr"]) == pytest.approx(expected["apgr"]) and shown["apgr-random"] == "0.5"
+    for level in ("50", "80", "95"):
+        want = expected["cpt"][f"{level}%"]
+        assert (shown[f"cpt-{level}"] == "" and want is None) or float(shown[f"cpt-{level}"]) == pytest.approx(want)
+    assert "monthly at <span class=\"volume-shown\">50,000</span> requests/day" in html.lower()
+    page = tmp_path / "routing.html"
+    page.write_text(section_page(html, "routing"), encoding="utf-8")
+    assert screenshots(tmp_path, page, "routing")

@@ -151,7 +151,8 @@ def test_report_shows_the_routing_analysis(tmp_path):
     with Store(db, read_only=True) as store:
         html = render_report(store, "r", baseline="frontier", candidate="tuned")
     pareto = [p for p in result["policies"]["cascade"] if p["pareto"]]
-    assert 'id="routing"' in html and html.count("data-routing-share=") == len(pareto)
+    shares = {p["share_escalated"] for p in pareto if p["share_escalated"] > 0}  # one row per share; 0 is "tuned alone"
+    assert 'id="routing"' in html and html.count("data-routing-share=") == len(shares)
     assert "routing policies: accuracy against cost" in html and "recommended (A→B, held out)" in html
 
 

@@ -28,6 +28,7 @@ from evalkit.analysis.bootstrap import paired_bootstrap, tail_mean
 from evalkit.analysis.capacity import CostInputs, js_params, model_cost, policy_monthly, stored_inputs
 from evalkit.analysis.costs import HOURS_PER_MONTH
 from evalkit.analysis.paired import Pairing, Side, flags, pair
+from evalkit.analysis.routing_curve import summary as gap_summary
 from evalkit.errors import ConfigError
 from evalkit.store.db import now
 
@@ -160,6 +161,15 @@ def split_mask(sample_ids: np.ndarray, seed: int) -> np.ndarray:
     return np.array([hashlib.sha256(f"{seed}:{sid}".encode()).digest()[0] % 2 == 0 for sid in sample_ids])
 
 
+def halves(sample_ids: np.ndarray, seed: int) -> dict[str, Any]:
+    """What the folds' A and B are: the two halves of a seeded split of the samples by id."""
+    mask = split_mask(sample_ids, seed)
+    return {"A": int(mask.sum()), "B": int((~mask).sum()), "seed": seed,
+            "how": f"the samples split in two by a hash of (seed {seed}, sample id): half A holds "
+                   f"{int(mask.sum())}, half B {int((~mask).sum())}; 'A→B' chooses the threshold on A and judges "
+                   "it on B, 'B→A' the reverse"}
+
+
 def choose(policies: list[Policy], large_accuracy: float, max_drop: float,
            monthly: Callable[[Policy], float | None] | None = None) -> Policy | None:
     """The cheapest policy whose accuracy is within max_drop of the large model's (ties: fewer escalations).
@@ -268,7 +278,9 @@ def analyse(store: Any, run_id: str, small: str, large: str, signal_model: str |
         "small_only": asdict(evaluate_policy(d, -np.inf, "cascade")),
         "large_only": asdict(evaluate_policy(d, np.inf, "router")), "oracle": oracle(d),  # the large model alone
         "policies": {s: [asdict(p) for p in ps] for s, ps in policies.items()},  # monthly_cost_usd added below
+        "halves": halves(d.sample_ids, seed),
     }
+    result["gap_recovery"] = gap_summary(result["policies"]["cascade"], d.correct_s, d.correct_l)
     small_inputs, large_inputs = deployment_inputs(store, run_id, d, small, large, gpu_usd_per_hour, gpu_monthly_usd,
                                                    requests_per_second)
 

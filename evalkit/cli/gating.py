@@ -17,21 +17,26 @@ EXIT_REGRESSION = 1  # a rule failed, or the verdict is inconclusive (without --
 
 @click.command()
 @click.argument("run_id", default="latest")
-@click.option("--baseline", required=True, help="MODEL of RUN_ID, or RUN:MODEL of another run.")
-@click.option("--candidate", required=True, help="MODEL of RUN_ID, or RUN:MODEL of another run.")
+@click.option("--baseline", help="MODEL of RUN_ID, or RUN:MODEL of another run (default: the run's suite's "
+              "gates.baseline).")
+@click.option("--candidate", help="MODEL of RUN_ID, or RUN:MODEL of another run (default: the run's suite's "
+              "gates.candidate).")
 @db_option()
 @click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=0))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (format evalkit.compare/1).")
-def compare(run_id: str, baseline: str, candidate: str, db: str | None, seed: int, resamples: int,
+def compare(run_id: str, baseline: str | None, candidate: str | None, db: str | None, seed: int, resamples: int,
             as_json: bool) -> None:
     """Paired comparison of two models of a run, or of one model across two runs."""
     from evalkit.analysis.paired import compare_document, pair, parse_side
     from evalkit.analysis.watch import add_counts_and_watch
+    from evalkit.cli.sides import compare_sides
     from evalkit.store import Store
 
     with Store(db or default_db(), read_only=True) as store:
-        run = None if run_id == "latest" and ":" in baseline and ":" in candidate else store.resolve_run_id(run_id)
+        both_other = run_id == "latest" and ":" in (baseline or "") and ":" in (candidate or "")
+        run = None if both_other else store.resolve_run_id(run_id)
+        baseline, candidate = compare_sides(store, run, baseline, candidate)
         pairing = pair(store, parse_side(baseline, run, store), parse_side(candidate, run, store))
         report = compare_document(pairing, seed, resamples)
         add_counts_and_watch(report, store, pairing, seed=seed, resamples=resamples)

@@ -106,6 +106,8 @@ class _ModelBase(Strict):
         "dataset loader reads (rendered with the suite's prompt), or chat JSONL (OpenAI `messages` or ShareGPT "
         "`conversations`). Checked against the held-out set before any call (run.contamination); default: the "
         "file named by the adapter's training record (adapter_path/training.json).")
+    note: str | None = Field(None, max_length=500, description="Shown next to the model in the report's header, "
+                             "e.g. what a stand-in really is (the demo's 'frontier' is the base SmolLM2 model).")
 
     @field_validator("params")
     @classmethod

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
 from evalkit.report.heldout_text import heldout_lines
+from evalkit.report.numbers import interval, number
 from evalkit.report.watch_text import count_notes, delta_label, metric_label, watch_junit, watch_lines, watch_markdown
 
 if TYPE_CHECKING:
@@ -26,6 +27,15 @@ def _ci(g: dict[str, Any]) -> str:
         return "—"
     level = g.get("level", 0.95)
     return f"[{g['ci_low']:.4g}, {g['ci_high']:.4g}]" + ("" if abs(level - 0.95) < 1e-9 else f" @{level:.4g}")
+
+
+def _ci_human(g: dict[str, Any]) -> str:
+    """The terminal's CI: in the metric's unit (evalkit.report.numbers), the level when it is not 95%."""
+    if g["ci_low"] is None:
+        return "—"
+    level = g.get("level", 0.95)
+    return (interval(g["metric"], g["ci_low"], g["ci_high"], signed=True)
+            + ("" if abs(level - 0.95) < 1e-9 else f" @{level * 100:.4g}%"))
 
 
 _ICON = {"pass": "✅", "warn": "⚠️", "inconclusive": "❓", "fail": "❌", "error": "❌"}
@@ -85,8 +95,9 @@ def render_text(report: dict[str, Any]) -> str:
     for col in ("metric", "rule", "baseline", "candidate", "delta", "CI (95% unless @)", "verdict", "why"):
         table.add_column(col)
     for g in report["gates"]:
-        table.add_row(metric_label(g), f"{g['rule']} ({g['significance']})", _num(g["baseline"]), _num(g["candidate"]),
-                      _num(g["delta"]), _ci(g), verdict_cell(g), g["reason"])
+        table.add_row(metric_label(g), f"{g['rule']} ({g['significance']})", number(g["metric"], g["baseline"]),
+                      number(g["metric"], g["candidate"]), number(g["metric"], g["delta"], signed=True),
+                      _ci_human(g), verdict_cell(g), g["reason"])
     console.print(table)
     console.print(f"{report['verdict'].upper()}: {verdict_headline(report)}")
     for line in heldout_lines(report):
@@ -220,13 +231,9 @@ def render_compare(report: dict[str, Any]) -> str:
     table = Table(title=f"{report['candidate']} vs {report['baseline']} ({report['n_pairs']} pairs)")
     for col in ("metric", "baseline", "candidate", "delta", "95% CI"):
         table.add_column(col)
-    def fmt(v: float | None) -> str:
-        return "—" if v is None else f"{v:.4g}"
-
     for name, d in report["deltas"].items():
-        ci = "—" if d["ci_low"] is None else f"[{d['ci_low']:+.4g}, {d['ci_high']:+.4g}]"
-        table.add_row(delta_label(name, d), fmt(d["baseline"]), fmt(d["candidate"]),
-                      "—" if d["delta"] is None else f"{d['delta']:+.4g}", ci)
+        table.add_row(delta_label(name, d), number(name, d["baseline"]), number(name, d["candidate"]),
+                      number(name, d["delta"], signed=True), interval(name, d["ci_low"], d["ci_high"], signed=True))
     console.print(table)
     print_counts_and_watch(console, report)
     print_evidence(console, report)

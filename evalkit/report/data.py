@@ -12,11 +12,13 @@ from evalkit.config.gate_specs import WatchSpec
 from evalkit.errors import ConfigError
 from evalkit.report import charts
 from evalkit.report.classification import classification_section
-from evalkit.report.costs import cost_section, routing_costs
+from evalkit.report.costs import cost_section
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
+from evalkit.report.header import header_context
 from evalkit.report.heldout import heldout_section
 from evalkit.report.judge import judge_section
 from evalkit.report.load import load_curves
+from evalkit.report.routing_section import routing_section
 from evalkit.report.score_errors import score_error_section
 from evalkit.store.db import Store
 
@@ -123,7 +125,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         comparison["regressions"] = comparison["regressions"][:MAX_EXAMPLES]
         comparison["has_rules"] = bool(rules)
     packages = json.loads(run["packages"]) if run.get("packages") else {}
-    routing = _routing(store, run_id, volume_per_day)
+    routing = routing_section(store, run_id, volume_per_day)
     return {
         "run": run, "packages": packages, "models": models, "scorecard": SCORECARD, "baseline": baseline,
         "candidate": candidate, "comparison": comparison, "volume_per_day": volume_per_day,
@@ -133,31 +135,10 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
         "load_curves": load_curves(store, run["suite_name"], names, colors),
         "score_errors": score_error_section(store, run_id),
+        "header": header_context(store, run, config, baseline, candidate, metrics, {k: label for k, label, _ in SCORECARD}),
         "judge": judge_section(store, run_id, config, metrics), "models_by_name": {m["name"]: m for m in models},
         "classification": classification_section(store, run_id, config, baseline, candidate, metrics,
                                                  comparison["deltas"] if comparison else None),
         "heldout": heldout_section(store, run_id, names),
     }
 
-
-def _routing(store: Store, run_id: str, volume_per_day: float) -> dict[str, Any] | None:
-    """The newest stored routing analysis of this run (``evalkit route``), cascade style, if any."""
-    latest = store.latest_routing(run_id, "cascade")
-    router = store.latest_routing(run_id, "router")
-    if latest is None or router is None:
-        return None
-    key, policies, folds = latest
-    small, large, signal = key["small"], key["large"], key["signal"]
-    # the large model alone is router-first escalating everything (a cascade that escalates everything still
-    # runs the small model on every request)
-    ends = {"small": policies[0], "large": router[1][-1]}
-    marks = [{"label": f"{small} only", "cost": ends["small"]["cost_per_1k"], "accuracy": ends["small"]["accuracy"]},
-             {"label": f"{large} only", "cost": ends["large"]["cost_per_1k"], "accuracy": ends["large"]["accuracy"]}]
-    for f in folds:
-        if f.get("threshold") is not None:
-            marks.append({"label": f"recommended ({f['fold']}, held out)", "cost": f["cost_per_1k_test"],
-                          "accuracy": f["accuracy_test"]})
-    pareto = [p for p in policies if p["pareto"]]
-    return {"small": small, "large": large, "signal": signal, "chart": charts.routing(policies, marks),
-            "pareto": pareto, "folds": folds, "volume_per_day": volume_per_day,
-            **routing_costs(store, run_id, small, large, pareto, volume_per_day)}

@@ -9,6 +9,7 @@ import jinja2
 
 from evalkit.analysis.sample_counts import count_label
 from evalkit.report.data import collect
+from evalkit.report.numbers import MINUS, interval, ms, number, usd
 from evalkit.report.watch_text import count_notes, human, watch_detail, watch_name
 from evalkit.store.db import Store
 
@@ -23,7 +24,7 @@ def _fmt(value: Any, kind: str) -> str:
     if kind == "ms":
         return f"{value:,.0f} ms"
     if kind == "usd":
-        return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+        return usd(value)
     if kind == "per_s":
         return f"{value:,.2f}/s"
     return f"{value:.3f}"
@@ -34,12 +35,12 @@ def _delta(value: Any, kind: str) -> str:
     if value is None:
         return "—"
     if kind == "rate":
-        return f"{value * 100:+.1f} pts"
+        return f"{value * 100:+.1f} pts".replace("-", MINUS)
     if kind == "ms":
-        return f"{value:+,.0f} ms"
+        return ms(value, signed=True)
     if kind == "usd":
-        return f"{value:+,.4f} $"
-    return f"{value:+.4f}"
+        return usd(value, signed=True)
+    return f"{value:+.4f}".replace("-", MINUS)
 
 
 def environment() -> jinja2.Environment:
@@ -47,9 +48,11 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = _fmt
-    env.filters["signed"] = lambda v, d=3: "—" if v is None else f"{v:+.{d}f}"
+    env.filters["signed"] = lambda v, d=3: "—" if v is None else f"{v:+.{d}f}".replace("-", MINUS)
     env.filters["dfmt"] = _delta
     env.filters["usd"] = lambda v: "—" if v is None else f"${v:,.2f}"
+    env.globals["number"] = number
+    env.globals["interval"] = interval
     env.globals["count_label"] = count_label
     env.globals["count_notes"] = count_notes
     env.globals["watch_detail"] = watch_detail

@@ -9,79 +9,77 @@ from typing import Any
 from evalkit.analysis.metrics import METRICS
 
 
-def _usd(v: float | None) -> str:
-    return "—" if v is None else f"${v:,.4f}"
-
-
 def render_route(r: dict[str, Any]) -> str:
-    """The ``evalkit.route/1`` document as tables: the Pareto thresholds, each model alone, the oracle, the
-    recommendation of each fold and the self-hosting break-even."""
+    """The ``evalkit.route/1`` document as tables: the Pareto thresholds, each model alone, the oracle, APGR and
+    CPT, the recommendation of each fold (the halves named) and the self-hosting break-even."""
     from rich.console import Console
     from rich.table import Table
+
+    from evalkit.report.numbers import count, ms, share, threshold_words, usd
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=150, color_system=None, markup=False, highlight=False)
     table = Table(title=f"routing {r['small']} → {r['large']} on {r['signal']}'s confidence, cascade "
-                        f"({r['n_pairs']} samples; Pareto-optimal thresholds)")
-    for col in ("threshold", "escalated", "accuracy", "tail5", "cost/1k", f"monthly @ {r['volume_per_day']:,.0f}/day",
-                "p50 ms", "p95 ms"):
+                        f"({count(r['n_pairs'])} samples; Pareto-optimal thresholds)")
+    for col in ("policy", "escalated", "accuracy", "tail5", "cost/1k", f"monthly @ {count(r['volume_per_day'])}/day",
+                "p50", "p95"):
         table.add_column(col, justify="right")
+    seen: set[float] = set()
     for p in r["policies"]["cascade"]:
-        if not p["pareto"]:
+        if not p["pareto"] or p["share_escalated"] in seen:  # thresholds that escalate the same samples: one row
             continue
-        monthly = p.get("monthly_cost_usd")
-        table.add_row(f"{p['threshold']:.4g}", f"{p['share_escalated']:.1%}", f"{p['accuracy']:.3f}",
-                      f"{p['tail5']:.3f}", _usd(p["cost_per_1k"]), "—" if monthly is None else f"${monthly:,.0f}",
-                      "—" if p["latency_ms_p50"] is None else f"{p['latency_ms_p50']:.0f}",
-                      "—" if p["latency_ms_p95"] is None else f"{p['latency_ms_p95']:.0f}")
+        seen.add(p["share_escalated"])
+        table.add_row(threshold_words(p["threshold"]), share(p["share_escalated"]), f"{p['accuracy']:.3f}",
+                      f"{p['tail5']:.3f}", usd(p["cost_per_1k"]), usd(p.get("monthly_cost_usd"), digits=0),
+                      ms(p["latency_ms_p50"]), ms(p["latency_ms_p95"]))
     console.print(table)
-    console.print(f"{r['small']} alone: accuracy {r['small_only']['accuracy']:.3f}, cost/1k {_usd(r['small_only']['cost_per_1k'])}; "
-                  f"{r['large']} alone: accuracy {r['large_only']['accuracy']:.3f}, cost/1k {_usd(r['large_only']['cost_per_1k'])}; "
-                  f"oracle routing: accuracy {r['oracle']['accuracy']:.3f} escalating {r['oracle']['share_escalated']:.1%}")
+    console.print(f"{r['small']} alone: accuracy {r['small_only']['accuracy']:.3f}, cost/1k {usd(r['small_only']['cost_per_1k'])}; "
+                  f"{r['large']} alone: accuracy {r['large_only']['accuracy']:.3f}, cost/1k {usd(r['large_only']['cost_per_1k'])}; "
+                  f"oracle routing: accuracy {r['oracle']['accuracy']:.3f} escalating {share(r['oracle']['share_escalated'])}")
+    gap = r.get("gap_recovery")
+    if gap:
+        console.print(gap_line(gap, r["large"]))
+    if r.get("halves"):
+        console.print(f"recommendation folds: {r['halves']['how']}")
     for style, folds in r["recommendation"].items():
         for f in folds:
             if f.get("threshold") is None:
                 console.print(f"{style} {f['fold']}: {f['note']}")
                 continue
-            console.print(f"{style} {f['fold']}: threshold {f['threshold']:.4g} → held-out accuracy "
-                          f"{f['accuracy_test']:.3f} ({f['delta_vs_large_test']:+.3f} vs {r['large']}, 95% CI "
-                          f"[{f['delta_ci_low']:+.3f}, {f['delta_ci_high']:+.3f}]), escalating "
-                          f"{f['share_escalated_test']:.1%}, cost/1k {_usd(f['cost_per_1k_test'])}, target "
+            console.print(f"{style} {f['fold']}: {threshold_words(f['threshold'])} (chosen on half {f['fold'][0]}) → "
+                          f"accuracy on half {f['fold'][-1]} {f['accuracy_test']:.3f} ({f['delta_vs_large_test']:+.3f} "
+                          f"vs {r['large']}, 95% CI [{f['delta_ci_low']:+.3f}, {f['delta_ci_high']:+.3f}]), escalating "
+                          f"{share(f['share_escalated_test'])}, cost/1k {usd(f['cost_per_1k_test'])}, target "
                           f"{'met' if f['meets_target_test'] else 'missed'} (max drop {r['max_drop']})")
-    large_alone = r["large_only"].get("monthly_cost_usd")
-    small_alone = r["small_only"].get("monthly_cost_usd")
-    console.print(f"monthly at {r['volume_per_day']:,.0f} requests/day: {r['small']} alone "
-                  f"{'—' if small_alone is None else f'${small_alone:,.0f}'}, {r['large']} alone "
-                  f"{'—' if large_alone is None else f'${large_alone:,.0f}'}")
+    console.print(f"monthly at {count(r['volume_per_day'])} requests/day: {r['small']} alone "
+                  f"{usd(r['small_only'].get('monthly_cost_usd'), digits=0)}, {r['large']} alone "
+                  f"{usd(r['large_only'].get('monthly_cost_usd'), digits=0)}")
     hosting = r["self_hosting"]
     line = cost_line(r["small"], hosting) if hosting.get("basis") == "always-on" else None
     console.print(line or f"break-even volume: — ({hosting['note']})")
     return buffer.getvalue().rstrip()
 
 
+def gap_line(gap: dict[str, Any], large: str) -> str:
+    """APGR and CPT in one sentence, against the random router and the oracle."""
+    from evalkit.report.numbers import share
+
+    if gap["apgr"] is None:
+        return f"APGR/CPT: {gap['note']}"
+    cpts = ", ".join(f"CPT({k}) {share(v)}" for k, v in gap["cpt"].items())
+    return (f"APGR {gap['apgr']:.3f} (random router 0.500, oracle {gap['apgr_oracle']:.3f}): the share of the quality "
+            f"gap to {large} recovered, averaged over every share of calls to it; {cpts} of calls to {large} "
+            "recover 50/80/95% of the gap (random: 50/80/95%)")
+
+
 def _fmt(metric: str, v: dict[str, Any] | None) -> str:
+    from evalkit.report.numbers import interval, number
+
     if v is None or v["value"] is None:
         return "—"
-    value = v["value"]
-    if metric.startswith(("latency", "ttft")):
-        text = f"{value:,.0f} ms"
-    elif metric.startswith("client_lag"):
-        text = f"{value:,.1f} ms"
-    elif metric.startswith("cost") or metric == "judge_cost_usd":
-        text = f"${value:,.4f}"
-    elif metric in ("monthly_cost_usd",):
-        text = f"${value:,.2f}"
-    elif metric in ("throughput_rps", "output_tokens_per_s"):
-        text = f"{value:,.2f}/s"
-    elif metric in ("n", "n_errors", "n_score_errors", "prompt_tokens", "completion_tokens", "replicas_needed",
-                    "break_even_requests_per_day", "judge_calls", "judge_errors"):
-        text = f"{value:,.0f}"
-    elif metric.endswith("_mean") and "tokens" in metric:
-        text = f"{value:,.1f}"
-    else:
-        text = f"{value:.3f}"
+    text = number(metric, v["value"])
     if v.get("ci_low") is not None and v.get("ci_high") is not None and not metric.startswith("cost"):
-        text += f" [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+        text += " " + interval(metric, v["ci_low"], v["ci_high"])
     return text
 
 

@@ -64,6 +64,19 @@ class RunQueries(StoreBase):
                                    "(or use --run-first)")
         return str(row[0])
 
+    def suite_runs(self, suite_name: str) -> list[dict[str, Any]]:
+        """Every run of a suite, oldest first (the history page's rows)."""
+        return self.dicts("SELECT run_id, suite_name, suite_version, status, created_at, finished_at, n_samples, "
+                          "repeats, git_commit, git_dirty, evalkit_version, config FROM runs WHERE suite_name = ? "
+                          "ORDER BY created_at, run_id", [suite_name])
+
+    def previous_run(self, suite_name: str, run_id: str) -> dict[str, Any] | None:
+        """The run of the same suite started just before ``run_id`` (None for the first)."""
+        rows = self.dicts("SELECT run_id, created_at, status FROM runs WHERE suite_name = ? AND created_at < "
+                          "(SELECT created_at FROM runs WHERE run_id = ?) ORDER BY created_at DESC LIMIT 1",
+                          [suite_name, run_id])
+        return rows[0] if rows else None
+
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         return self.dicts(
             "SELECT r.run_id, r.suite_name, r.status, r.created_at, r.n_samples, "
