@@ -30,7 +30,6 @@ from cycler import cycler
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 from markupsafe import Markup, escape  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -67,20 +66,17 @@ _ID = re.compile(r'\bid="([^"]+)"')
 def figure(width_px: int = 560, height_px: int = 380, rows: int = 1, cols: int = 1,
            **subplot_kw: Any) -> Iterator[tuple[Figure, Any]]:
     """A figure in the shared style; ``ax`` is one Axes (or an array of them for rows × cols)."""
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(rows, cols, figsize=(width_px / DPI, height_px / DPI), dpi=DPI,
-                               layout="constrained", **subplot_kw)
-        try:
-            yield fig, ax
-        finally:
-            plt.close(fig)
+    with matplotlib.rc_context(STYLE):  # a bare Figure: no pyplot registry, nothing to close, no global state
+        fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained")
+        ax = fig.subplots(rows, cols, **subplot_kw)
+        yield fig, ax
 
 
 def to_svg(fig: Figure, title: str, chart_id: str | None = None) -> Markup:
     """``fig`` as inline SVG: no XML prolog or doctype, deterministic, ids prefixed per chart, with a
     ``<title>`` and ``aria-label`` of ``title``. ``chart_id`` (default: a hash of the SVG) makes the prefix."""
     buffer = io.StringIO()
-    with plt.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = _PROLOG.sub("", buffer.getvalue(), count=1).strip()
     prefix = "c" + (chart_id or hashlib.sha1((title + "\0" + svg).encode()).hexdigest()[:10])
