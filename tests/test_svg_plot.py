@@ -47,3 +47,11 @@ def test_tick_formats():
     assert ticks("percent", [0, 0.25, 0.5]) == ["0%", "25%", "50%"]
     assert svg_plot.fmt("usd", 0.00863) == "$0.00863" and svg_plot.fmt("usd", -0.012) == "−$0.012"
     assert svg_plot.fmt("ms", 10723) == "10,723 ms"
+
+
+def test_tag_puts_escaped_data_attributes_on_the_artist_group():
+    with svg_plot.figure() as (fig, ax):
+        [line] = ax.plot([0, 1], [0, 1])
+        svg_plot.tag(line, series="p50", note='a"<b>')
+        svg = str(svg_plot.to_svg(fig, "tagged"))
+    assert 'data-series="p50"' in svg and 'data-note="a&#34;&lt;b&gt;"' in svg and "evalkit-data-" not in svg

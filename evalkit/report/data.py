@@ -12,6 +12,7 @@ from evalkit.config.gate_specs import WatchSpec
 from evalkit.errors import ConfigError
 from evalkit.report import charts
 from evalkit.report.costs import cost_section, routing_costs
+from evalkit.report.explorer import explorer_context
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
 from evalkit.report.load import load_curves
 from evalkit.report.score_errors import score_error_section
@@ -125,6 +126,7 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "confidence_warnings": coverage_warnings(store, run_id), "worst_order": ORDER,
         "load_curves": load_curves(store, run["suite_name"], names, colors),
         "score_errors": score_error_section(store, run_id),
+        **explorer_context(store, run_id, names, baseline, candidate, int((config.get("run") or {}).get("seed", 0))),
     }
 
 

@@ -17,8 +17,10 @@ returns :class:`markupsafe.Markup` (already safe to insert into an autoescaped J
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from cycler import cycler
 matplotlib.use("Agg")
 
 from markupsafe import Markup, escape  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import Formatter  # noqa: E402
@@ -58,6 +61,7 @@ STYLE: Any = {  # typed Any: matplotlib types rc keys as a Literal of every rcPa
     "lines.linewidth": 2.0, "lines.markersize": 6,
 }
 
+_TAG = "evalkit-data-"
 _PROLOG = re.compile(r"^.*?(?=<svg)", re.S)
 _ID = re.compile(r'\bid="([^"]+)"')
 
@@ -79,6 +83,7 @@ def to_svg(fig: Figure, title: str, chart_id: str | None = None) -> Markup:
     with matplotlib.rc_context(STYLE):
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = _PROLOG.sub("", buffer.getvalue(), count=1).strip()
+    svg = re.sub(r'id="' + _TAG + r'([A-Za-z0-9_-]+)"', _untag, svg)
     prefix = "c" + (chart_id or hashlib.sha1((title + "\0" + svg).encode()).hexdigest()[:10])
     prefix = re.sub(r"[^A-Za-z0-9_-]", "_", prefix)
     ids = set(_ID.findall(svg))
@@ -92,6 +97,20 @@ def to_svg(fig: Figure, title: str, chart_id: str | None = None) -> Markup:
     svg = svg.replace("<svg ", f'<svg class="chart" role="img" aria-label="{label}" data-chart="{prefix}" ', 1)
     svg = re.sub(r"(<svg\b[^>]*>)", lambda m: m.group(1) + f"<title>{label}</title>", svg, count=1)
     return Markup(svg)
+
+
+def tag(artist: Artist, **attrs: Any) -> Artist:
+    """Give ``artist``'s SVG group ``data-*`` attributes (``tag(line, series="p50")`` → ``data-series="p50"``), for
+    tests and scripts that read numbers off the page; values are written with ``str`` and escaped."""
+    payload = base64.urlsafe_b64encode(json.dumps({k: str(v) for k, v in attrs.items()}).encode()).decode()
+    artist.set_gid(_TAG + payload.rstrip("="))
+    return artist
+
+
+def _untag(match: re.Match[str]) -> str:
+    payload = match.group(1)
+    attrs = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return " ".join(f'data-{re.sub(r"[^a-z0-9-]", "-", k.lower())}="{escape(v)}"' for k, v in attrs.items())
 
 
 def empty(ax: Axes, message: str) -> None:
