@@ -153,7 +153,7 @@
         ["latency", ms(x.latency_ms)], ["time to first token", ms(x.ttft_ms)],
         ["tokens (prompt / completion)", (x.prompt_tokens === null ? "—" : x.prompt_tokens) + " / " +
                                           (x.completion_tokens === null ? "—" : x.completion_tokens)],
-        ["cost", x.cost_usd === null ? "—" : "$" + Number(x.cost_usd).toPrecision(3)],
+        ["cost", x.cost_usd === null ? "—" : "$" + String(Number(Number(x.cost_usd).toPrecision(3)))],
         ["finish reason", x.finish_reason || "—"]];
       var t = el("table", {className: "kv"});
       rows.forEach(function (r) { t.appendChild(el("tr", {}, [el("th", {text: r[0]}), el("td", {text: r[1]})])); });
@@ -215,8 +215,11 @@
     if (at >= 0) state.page = Math.floor(at / PAGE) + 1;
   }
   render();
-  // a link to an explorer view lands on it
-  if (["a", "b", "show", "slice", "q", "open"].some(function (k) { return k in asked; })) {
+  // #view=explorer: the explorer alone (the rest of the report hidden); otherwise a link to a view lands on it
+  var alone = function () { document.body.classList.toggle("explorer-only", readHash().view === "explorer"); };
+  window.addEventListener("hashchange", alone);
+  alone();
+  if (asked.view !== "explorer" && ["a", "b", "show", "slice", "q", "open"].some(function (k) { return k in asked; })) {
     var target = state.open ? table.querySelector(".drill") : app;
     (target || app).scrollIntoView();
   }
