@@ -23,7 +23,8 @@ def build_store(path: Path, n: int, baseline: str = "frontier", candidate: str =
                 hostile: dict[int, dict[str, str]] | None = None, run_id: str = "synthetic-run",
                 resamples: int = 200) -> str:
     """``n`` samples; the baseline right 90%, the candidate 85% (≈ n·0.1 regressions); ``hostile[i]`` overrides
-    sample i's ``sample_id``, ``message`` or either model's ``answer``. Returns the run id."""
+    sample i's ``sample_id``, ``message`` or a model's answer (``answer_<model>``, wrong), the
+    baseline then right. Returns the run id."""
     rng = np.random.default_rng(seed)
     hostile = hostile or {}
     ids = [hostile.get(i, {}).get("sample_id", f"s{i:06d}") for i in range(n)]
@@ -56,6 +57,8 @@ def build_store(path: Path, n: int, baseline: str = "frontier", candidate: str =
                 if f"answer_{model}" in h or "answer" in h:
                     answers[i] = h.get(f"answer_{model}", h.get("answer", answers[i]))
                     right[i] = False
+                elif model == baseline:  # the baseline gets a hostile sample right: it is a regression
+                    answers[i], right[i] = str(label[i]), True
             confidence = np.clip(np.where(right, 0.8, 0.6) + rng.normal(0, 0.12, n), 0.01, 0.99)
             latency = rng.lognormal(np.log(300 if model == candidate else 700), 0.4, n)
             columns = {
