@@ -56,13 +56,18 @@ def test_a_capped_explorer_keeps_every_regression_then_the_worst_then_a_seeded_r
 
 
 @pytest.mark.slow
-def test_regressions_past_the_cap_are_cut_and_said(store_3000):
+def test_regressions_past_the_cap_are_cut_and_said_and_leave_room_for_worst_and_random(store_3000):
     store, run_id = store_3000
     total = len(_regression_ids(store, run_id))
-    data = explorer(store, run_id, ["frontier", "tuned"], "frontier", "tuned", limit=50)
+    data = explorer(store, run_id, ["frontier", "tuned"], "frontier", "tuned", limit=400)
     s = data["summary"]
-    assert s["shown"] == s["regressions"] == 50 and s["regressions_total"] == total
-    assert summary_text(s).startswith(f"showing 50 of 3,000: 50 of {total:,} regressions, 0 worst, 0 random")
+    assert s["shown"] == 400 and s["regressions_total"] == total and 0 < s["regressions"] < total
+    assert s["worst"] > 0 and s["random"] >= 40 and s["regressions"] + s["worst"] + s["random"] == 400
+    assert summary_text(s) == (f"showing 400 of 3,000: {s['regressions']} of {total:,} regressions, "
+                               f"{s['worst']} worst, {s['random']} random (seed 0)")
+    # the regressions left out are not passed off as random draws
+    regressed = _regression_ids(store, run_id)
+    assert not any(e["why"] == "random" and e["id"] in regressed for e in data["samples"])
 
 
 @pytest.mark.slow

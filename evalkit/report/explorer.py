@@ -1,9 +1,10 @@
 """The report's side-by-side sample explorer: which samples it carries, and the JSON blob the page reads.
 
 Every sample when they fit; past :data:`MAX_SAMPLES` (or :data:`MAX_BYTES` of JSON) the explorer keeps, in this
-order, every regression of the gate pair (baseline right, candidate wrong, invalid or infeasible — the definition of
-:func:`evalkit.analysis.paired.regressions`), the worst rows of each model (the gallery's order, up to
-``MAX_WORST`` a model), then a random sample seeded by the suite's ``run.seed``; the page says how many of each.
+order, the regressions of the gate pair (baseline right, candidate wrong, invalid or infeasible — the definition of
+:func:`evalkit.analysis.paired.regressions`; all of them unless they would crowd out the rest), the worst rows of each
+model (the gallery's order, up to ``MAX_WORST`` a model), then a random sample seeded by the suite's ``run.seed``
+(at least ``RANDOM_SHARE`` of the cap); the page says how many of each.
 
 The blob is one ``<script type="application/json">``: :func:`script_json` escapes ``<``, ``>``, ``&`` and the JS
 line separators, so no string in it can close the script element; the page builds its DOM with ``textContent``.
@@ -25,6 +26,7 @@ MAX_SAMPLES = 2000
 MAX_BYTES = 1_500_000  # of JSON: the rest of the report stays well within its 5 MB
 MAX_TEXT = 2000
 MAX_WORST = 60
+RANDOM_SHARE = 0.1  # of the cap kept for random samples however many regressions there are
 FORMAT = "evalkit.explorer/1"
 
 
@@ -81,9 +83,10 @@ def pair_flags(light: pd.DataFrame, baseline: str, candidate: str) -> pd.DataFra
                          "position": both["position_b"].to_numpy()}, index=both.index)
 
 
-def _choose(light: pd.DataFrame, baseline: str | None, candidate: str | None,
-            seed: int) -> tuple[list[tuple[str, int]], dict[tuple[str, int], str], dict[str, int]]:
-    """(every sample key in priority order: regressions, worst, seeded random; why each is there; counts)."""
+def _choose(light: pd.DataFrame, baseline: str | None, candidate: str | None, seed: int,
+            limit: int) -> tuple[list[tuple[str, int]], dict[tuple[str, int], str], dict[str, int]]:
+    """(sample keys in priority order: regressions, worst, seeded random; why each is there; counts). Regressions
+    take at most what the cap leaves after each model's worst rows and :data:`RANDOM_SHARE` of random ones."""
     units = light.drop_duplicates(["sample_id", "repeat"]).sort_values(["position", "repeat"], kind="stable")
     every = list(zip(units["sample_id"].astype(str), units["repeat"].astype(int)))
     counts = {"total": len(every), "regressions": 0, "improvements": 0}
@@ -101,15 +104,21 @@ def _choose(light: pd.DataFrame, baseline: str | None, candidate: str | None,
                 why[k] = reason
                 order.append(k)
 
-    if flags is not None:
-        reg = flags[flags["regression"]].sort_values("position", kind="stable")
-        take([(str(s), int(r)) for s, r in reg.index], "regression")
+    worst_keys: list[tuple[str, int]] = []
     for model in light["model"].drop_duplicates():
         rows = light[light["model"] == model]
         n_worst = min(MAX_WORST, max(1, math.ceil(0.05 * len(rows))))
         worst = order_worst(rows, light[light["model"] != model]).head(n_worst)
-        take(list(zip(worst["sample_id"].astype(str), worst["repeat"].astype(int))), "worst")
-    rest = [k for k in every if k not in why]
+        worst_keys += list(zip(worst["sample_id"].astype(str), worst["repeat"].astype(int)))
+    left_out: set[tuple[str, int]] = set()
+    if flags is not None:
+        reg = flags[flags["regression"]].sort_values("position", kind="stable")
+        keys = [(str(s), int(r)) for s, r in reg.index]
+        quota = len(keys) if len(every) <= limit else max(0, limit - len(set(worst_keys)) - int(RANDOM_SHARE * limit))
+        take(keys[:quota], "regression")
+        left_out = set(keys[quota:])  # regressions past the quota are not drawn as "random" either
+    take(worst_keys, "worst")
+    rest = [k for k in every if k not in why and k not in left_out]
     picks = np.random.default_rng(seed).permutation(len(rest))
     take([rest[i] for i in picks], "random")
     return order, why, counts
@@ -155,7 +164,7 @@ def explorer(store: Store, run_id: str, models: list[str], baseline: str | None,
              seed: int = 0, limit: int = MAX_SAMPLES, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
     """The explorer's data (``evalkit.explorer/1``) and the counts the page states."""
     light = store.explorer_light_frame(run_id)
-    order, why, counts = _choose(light, baseline, candidate, seed)
+    order, why, counts = _choose(light, baseline, candidate, seed, limit)
     wanted = order[:limit]
     ids = sorted({s for s, _ in wanted})
     answers: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
