@@ -116,7 +116,7 @@ def test_payloads_stay_inert_in_the_filtered_explorer_with_a_drill_down_open_in_
     assert re.search(r'id="explorer-matching"[^>]*>1<', body), body[:3000]
     assert 'class="drill"' in body and body.count('data-explorer-row="') == 1
     for where in ("model", "id", "message", "answer"):
-        assert f"&lt;img src=\"http://127.0.0.1:" in body and f"/{where}.png\"" in body
+        assert re.search(r'&lt;img src="http://127\.0\.0\.1:\d+/' + where + r'\.png"', body), where
     assert "<img" not in body and "<svg onload" not in body
     assert body.count("<script") == 3  # the report's own: the JSON blob, explorer.js, report.js
     shot = tmp_path / "explorer.png"
