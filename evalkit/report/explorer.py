@@ -160,31 +160,42 @@ def _target(text: Any) -> str | None:
     return _clip(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
-def explorer(store: Store, run_id: str, models: list[str], baseline: str | None, candidate: str | None,
-             seed: int = 0, limit: int = MAX_SAMPLES, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
-    """The explorer's data (``evalkit.explorer/1``) and the counts the page states."""
-    light = store.explorer_light_frame(run_id)
-    order, why, counts = _choose(light, baseline, candidate, seed, limit)
-    wanted = order[:limit]
+def _entries(store: Store, run_id: str, wanted: list[tuple[str, int]], why: dict[tuple[str, int], str],
+             pool: dict[str, int]) -> list[dict[str, Any]]:
     ids = sorted({s for s, _ in wanted})
     answers: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for row in store.explorer_answers(run_id, ids):
         answers.setdefault((str(row["sample_id"]), int(row["repeat"])), {})[row["model"]] = _answer(row)
     samples = {str(s["sample_id"]): s for s in store.explorer_samples(run_id, ids)}
-    pool: dict[str, int] = {}
-    rows: list[dict[str, Any]] = []
-    size = 0
-    shown = {"regression": 0, "worst": 0, "random": 0}
+    out = []
     for key in wanted:
         sample = samples.get(key[0], {})
-        entry = {"id": key[0], "repeat": key[1], "position": sample.get("position"), "slice": sample.get("slice"),
-                 "target": _target(sample.get("target")), "why": why[key],
-                 "messages": _messages(sample.get("messages"), pool), "answers": answers.get(key, {})}
-        size += len(json.dumps(entry, ensure_ascii=False))
-        if size > max_bytes and rows:
+        out.append({"id": key[0], "repeat": key[1], "position": sample.get("position"), "slice": sample.get("slice"),
+                    "target": _target(sample.get("target")), "why": why[key],
+                    "messages": _messages(sample.get("messages"), pool), "answers": answers.get(key, {})})
+    return out
+
+
+def explorer(store: Store, run_id: str, models: list[str], baseline: str | None, candidate: str | None,
+             seed: int = 0, limit: int = MAX_SAMPLES, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
+    """The explorer's data (``evalkit.explorer/1``) and the counts the page states. Past ``max_bytes`` of JSON the
+    cap shrinks in proportion (the shares of regressions, worst and random rows recomputed for it)."""
+    light = store.explorer_light_frame(run_id)
+    for _ in range(4):
+        order, why, counts = _choose(light, baseline, candidate, seed, limit)
+        pool: dict[str, int] = {}
+        rows = _entries(store, run_id, order[:limit], why, pool)
+        size = sum(len(json.dumps(e, ensure_ascii=False)) for e in rows) + sum(len(t) + 3 for t in pool)
+        if size <= max_bytes or len(rows) <= 1:
             break
-        rows.append(entry)
-        shown[why[key]] += 1
+        limit = max(1, int(len(rows) * max_bytes / size * 0.97))
+    while len(rows) > 1 and sum(len(json.dumps(e, ensure_ascii=False)) for e in rows) > max_bytes:
+        rows = rows[: int(len(rows) * 0.9)]  # a last resort; the loop above nearly always fits
+    shown = {"regression": 0, "worst": 0, "random": 0}
+    for e in rows:
+        shown[e["why"]] += 1
+    used = {i for e in rows for _, i in e["messages"]}
+    strings = [t if i in used else "" for t, i in pool.items()]
     rows.sort(key=lambda e: (e["position"] if e["position"] is not None else 1 << 60, e["repeat"]))
     repeats = bool(light["repeat"].max() > 0) if len(light) else False
     summary = {"shown": len(rows), "total": counts["total"], "regressions": shown["regression"],
@@ -192,7 +203,7 @@ def explorer(store: Store, run_id: str, models: list[str], baseline: str | None,
                "worst": shown["worst"], "random": shown["random"], "seed": seed,
                "complete": len(rows) == counts["total"]}
     return {"format": FORMAT, "models": models, "baseline": baseline, "candidate": candidate, "repeats": repeats,
-            "summary": summary, "strings": list(pool), "samples": rows}
+            "summary": summary, "strings": strings, "samples": rows}
 
 
 def summary_text(summary: dict[str, Any]) -> str:
