@@ -13,6 +13,7 @@ from evalkit.errors import ConfigError
 from evalkit.report import charts
 from evalkit.report.classification import classification_section
 from evalkit.report.costs import cost_section
+from evalkit.report.explorer import explorer_context
 from evalkit.report.gallery import ORDER, tail5_note, worst_entries
 from evalkit.report.header import header_context
 from evalkit.report.heldout import heldout_section
@@ -140,5 +141,6 @@ def collect(store: Store, run_id: str, baseline: str | None = None, candidate: s
         "classification": classification_section(store, run_id, config, baseline, candidate, metrics,
                                                  comparison["deltas"] if comparison else None),
         "heldout": heldout_section(store, run_id, names),
+        **explorer_context(store, run_id, names, baseline, candidate, int((config.get("run") or {}).get("seed", 0))),
     }
 

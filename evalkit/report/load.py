@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
+from matplotlib.ticker import MaxNLocator
 
-from evalkit.report.charts import PAD, H, W, _frame, _svg
+from evalkit.report import svg_plot
 from evalkit.store.db import Store
 
 PERCENTILES = (("latency_ms_p50", "p50", "4 3"), ("latency_ms_p95", "p95", "2 2"), ("latency_ms_p99", "p99", ""))
@@ -60,43 +61,31 @@ def latency_vs_rate(model: str, color: str, points: list[dict[str, Any]], slo_p9
     """p50/p95/p99 latency against asked rate for one model, the SLO as a dashed line, the goodput marked."""
     usable = [p for p in points if p["latency_ms_p99"] is not None]
     title = f"latency against arrival rate: {model}"
-    if not usable:
-        return _svg(_frame("asked rate (requests/s)", "latency (ms)", [], []) +
-                    [f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" class="axis">no successful requests</text>'],
-                    title, [])
-    rates = [p["rate_per_s"] for p in usable]
-    r_lo, r_hi = 0.0, max(rates) * 1.05
-    top = max([p["latency_ms_p99"] for p in usable] + [slo_p99_ms or 0.0]) * 1.1 or 1.0
-
-    def sx(v: float) -> float:
-        return PAD + (v - r_lo) / (r_hi - r_lo or 1) * (W - PAD - 10)
-
-    def sy(v: float) -> float:
-        return H - PAD - min(v, top) / top * (H - PAD - 10)
-
-    parts = _frame("asked rate (requests/s)", "latency (ms)", [(sx(r), f"{r:g}") for r in rates],
-                   [(sy(top * t), f"{top * t:,.0f}") for t in (0, .25, .5, .75, 1)])
-    for key, label, dash in PERCENTILES:
-        pts = [(sx(p["rate_per_s"]), sy(p[key])) for p in usable if p[key] is not None]
-        path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(pts))
-        parts.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2" data-series="{label}"'
-                     + (f' stroke-dasharray="{dash}"' if dash else "") + "/>")
-        for p, (x, y) in zip([p for p in usable if p[key] is not None], pts):
-            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"><title>{escape(label)} at '
-                         f'{p["rate_per_s"]:g}/s: {p[key]:,.1f} ms</title></circle>')
-        x, y = pts[-1]
-        parts.append(f'<text x="{min(x + 4, W - 30):.1f}" y="{y - 4:.1f}" class="tick">{label}</text>')
-    if slo_p99_ms is not None:
-        y = sy(slo_p99_ms)
-        parts.append(f'<line x1="{PAD}" y1="{y:.1f}" x2="{W - 10}" y2="{y:.1f}" stroke="#dc2626" '
-                     f'stroke-dasharray="6 4" data-slo="{slo_p99_ms}"/><text x="{W - 12}" y="{y - 4:.1f}" '
-                     f'text-anchor="end" class="tick">SLO p99 {slo_p99_ms:g} ms</text>')
-    if goodput_rps is not None:
-        x = sx(goodput_rps)
-        parts.append(f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{H - PAD}" stroke="#059669" stroke-width="1.5" '
-                     f'data-goodput="{goodput_rps}"/><text x="{x + 4:.1f}" y="34" class="tick">goodput '
-                     f'{goodput_rps:g}/s</text>')
-    return _svg(parts, title, [(model, color)])
+    with svg_plot.figure(560, 380) as (fig, ax):
+        ax.set_title(f"{model if len(model) <= 36 else model[:35] + '…'}: latency against asked rate", loc="left")
+        if not usable:
+            svg_plot.empty(ax, "no successful requests")
+            return svg_plot.to_svg(fig, title)
+        for key, label, dash in PERCENTILES:
+            pts = [(p["rate_per_s"], p[key]) for p in usable if p[key] is not None]
+            [line] = ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", markersize=4, color=color,
+                             label=label, linestyle=(0, tuple(float(d) for d in dash.split())) if dash else "-")
+            svg_plot.tag(line, series=label)
+        if slo_p99_ms is not None:
+            svg_plot.tag(ax.axhline(slo_p99_ms, color="#D55E00", linestyle=(0, (6, 4)), linewidth=1.5,
+                                    label=f"SLO p99 {svg_plot.fmt('ms', slo_p99_ms)}"), slo=slo_p99_ms)
+        if goodput_rps is not None:
+            svg_plot.tag(ax.axvline(goodput_rps, color="#009E73", linewidth=1.5, label=f"goodput {goodput_rps:g}/s"),
+                         goodput=goodput_rps)
+        ax.set_xlim(0, max(p["rate_per_s"] for p in usable) * 1.05)
+        ax.set_ylim(0, max([p["latency_ms_p99"] for p in usable] + [slo_p99_ms or 0.0]) * 1.1 or 1.0)
+        ax.xaxis.set_major_locator(MaxNLocator(6))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_formatter(svg_plot.tick_format("ms"))
+        ax.set_xlabel("asked rate (requests/s)")
+        ax.set_ylabel("latency")
+        fig.legend(loc="outside lower center", ncols=5, handlelength=2.2, columnspacing=1.2)
+        return svg_plot.to_svg(fig, title)
 
 
 def load_curves(store: Store, suite_name: str, models: list[str], colors: dict[str, str]) -> list[dict[str, Any]]:

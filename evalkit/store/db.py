@@ -12,6 +12,7 @@ from __future__ import annotations
 from evalkit.store.analyses import AnalysisQueries
 from evalkit.store.base import now, to_json
 from evalkit.store.checks import CheckQueries
+from evalkit.store.explorer import ExplorerQueries
 from evalkit.store.judgements import JudgementQueries
 from evalkit.store.load import LoadQueries
 from evalkit.store.results import ResultQueries
@@ -20,7 +21,7 @@ from evalkit.store.runs import RunQueries
 __all__ = ["Store", "now", "to_json"]
 
 
-class Store(RunQueries, ResultQueries, AnalysisQueries, LoadQueries, JudgementQueries, CheckQueries):
+class Store(RunQueries, ResultQueries, AnalysisQueries, LoadQueries, JudgementQueries, CheckQueries, ExplorerQueries):
     """An open evalkit DuckDB file, migrated to the current schema; use it as a context manager."""
 
     def __enter__(self) -> Store:
