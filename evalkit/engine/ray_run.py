@@ -220,7 +220,9 @@ class ShardedRun(SuiteRun):
                 state, step = pending.pop(ref)
                 try:
                     value = ray.get(ref)
-                except ray.exceptions.ActorUnavailableError:  # restarting (or unreachable a moment): ask again
+                except ray.exceptions.ActorUnavailableError as exc:  # restarting: ask it again in a moment
+                    if step != "open" and not self._count_restart(state, spec, f"{type(exc).__name__}: {exc}"):
+                        continue  # given up
                     waiting.append((time.monotonic() + RESTART_POLL_S, state))
                     continue
                 except ray.exceptions.RayActorError as exc:  # the worker died: Ray restarts it
@@ -293,14 +295,19 @@ class ShardedRun(SuiteRun):
 
     def _lost(self, state: ShardState, spec: RaySpec, why: str, pending: dict[Any, tuple[ShardState, str]]) -> None:
         """A shard whose worker died: Ray restarts it; it is opened again and sent what is still missing."""
+        if self._count_restart(state, spec, why):
+            pending[state.actor.open.remote()] = (state, "open")
+
+    def _count_restart(self, state: ShardState, spec: RaySpec, why: str) -> bool:
+        """One more life of the shard's worker (recorded); False when that is more than run.ray.max_restarts."""
         state.restarts += 1
         for model in state.todo:
             self.remote[model].restarts[state.shard.index] = state.restarts
         if state.restarts > spec.max_restarts:
             self._give_up(state, f"its worker died {state.restarts} times (run.ray.max_restarts {spec.max_restarts}); "
                           f"last: {why}")
-            return
-        pending[state.actor.open.remote()] = (state, "open")
+            return False
+        return True
 
     def _give_up(self, state: ShardState, why: str) -> None:
         state.finished = True
