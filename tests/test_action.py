@@ -279,13 +279,18 @@ def test_action_installs_from_the_hash_lock_never_the_bare_name():
     assert "--require-hashes" in install and "requirements/base.txt" in install
     assert (ROOT / "requirements" / "base.txt").is_file()
     # nowhere in the repository is the unrelated PyPI project of that bare name installed
-    bare = re.compile(r"pip install[^\n]*?(?<![\w./-])evalkit(?![\w-])(?!\S*/)")
+    command = re.compile(r"pip3? install((?:[ \t]+[^\s`;&|)]+)+)")
+
+    def installs_bare(args: str) -> bool:  # a package argument that is `evalkit` itself, with or without extras
+        return any(re.sub(r"\[.*", "", a.strip("'\"")) == "evalkit" for a in args.split() if not a.startswith("-"))
     offenders = []
-    for path in ROOT.rglob("*"):
-        if (path.is_file() and ".git" not in path.parts and ".venv" not in path.parts
-                and path.suffix in {".md", ".yml", ".yaml", ".sh", ".toml", ".py", ".txt", ""}):
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for path in (ROOT / name for name in tracked):  # what the repository holds (not build output)
+        if path.is_file() and path.suffix in {".md", ".yml", ".yaml", ".sh", ".toml", ".py", ".txt", ""}:
             text = path.read_text(encoding="utf-8", errors="replace")
-            offenders += [f"{path.relative_to(ROOT)}: {m.group(0)}" for m in bare.finditer(text)]
+            offenders += [f"{path.relative_to(ROOT)}: {m.group(0)}" for m in command.finditer(text)
+                          if installs_bare(m.group(1))]
+    assert not installs_bare(" 'evalkit-swap[ray]'") and installs_bare(" --quiet 'evalkit[lm-eval]'")
     assert offenders == []
     flow = yaml.safe_load((ROOT / ".github" / "workflows" / "evalkit-gate.yml").read_text())
     assert flow[True]["workflow_call"]["inputs"]["evalkit-spec"]["default"] == ""

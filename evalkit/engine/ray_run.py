@@ -286,12 +286,11 @@ class ShardedRun(SuiteRun):
         from evalkit.engine.pricing import call_cost
 
         cost = hit["cost_usd"] if hit is not None else (call_cost(spec, completion) if completion else None)
-        score = self.p.scorer.score(rendered, completion) if completion else self.p.scorer.error_score()
-        self.writer.add(self._row(model, rendered, repeat, key, score, completion, error, attempts,
-                                  hit is not None, cost, request))
+        row = self._row(model, rendered, repeat, key, completion, error, attempts, hit is not None, cost,
+                        request)  # scored, and counted in the model's progress, as in one process
+        self.writer.add(row)
         latency = completion.latency_ms if completion else None
-        for label in (model, f"{model} {state.label}"):
-            self.progress.advance(label, score.correct, error is not None, latency, hit is not None)
+        self.progress.advance(f"{model} {state.label}", bool(row["correct"]), error is not None, latency, hit is not None)
 
     def _lost(self, state: ShardState, spec: RaySpec, why: str, pending: dict[Any, tuple[ShardState, str]]) -> None:
         """A shard whose worker died: Ray restarts it; it is opened again and sent what is still missing."""
