@@ -1,8 +1,5 @@
 """The report's charts as inline SVG drawn by matplotlib (``svg_plot``): reliability with bin counts, latency CDF,
-cost vs quality. No JavaScript library, no network; matplotlib escapes every text it writes.
-
-The hand-drawn helpers below (``_frame``, ``_svg``) remain only for the routing chart until it is redrawn.
-"""
+cost vs quality. No JavaScript library, no network; matplotlib escapes every text it writes."""
 
 from __future__ import annotations
 
@@ -10,47 +7,16 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from evalkit.report import svg_plot
 
 PALETTE = svg_plot.PALETTE
 MARKERS = ["o", "s", "D", "^", "v", "P", "X"]  # a second cue besides colour
-W, H, PAD = 420, 300, 46
 
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def _frame(x_label: str, y_label: str, x_ticks: list[tuple[float, str]], y_ticks: list[tuple[float, str]]) -> list[str]:
-    parts = [f'<rect x="{PAD}" y="10" width="{W - PAD - 10}" height="{H - PAD - 10}" fill="#fff" stroke="#d4d4d8"/>']
-    for x, label in x_ticks:
-        parts.append(f'<line x1="{x:.1f}" y1="{H - PAD}" x2="{x:.1f}" y2="{H - PAD + 4}" stroke="#71717a"/>'
-                     f'<text x="{x:.1f}" y="{H - PAD + 16}" text-anchor="middle" class="tick">{escape(label)}</text>')
-    for y, label in y_ticks:
-        parts.append(f'<line x1="{PAD - 4}" y1="{y:.1f}" x2="{W - 10}" y2="{y:.1f}" stroke="#f4f4f5"/>'
-                     f'<text x="{PAD - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{escape(label)}</text>')
-    parts.append(f'<text x="{(W + PAD) / 2:.0f}" y="{H - 8}" text-anchor="middle" class="axis">{escape(x_label)}</text>')
-    parts.append(f'<text x="12" y="{(H - PAD) / 2 + 10:.0f}" text-anchor="middle" class="axis" '
-                 f'transform="rotate(-90 12 {(H - PAD) / 2 + 10:.0f})">{escape(y_label)}</text>')
-    return parts
-
-
-def _sx(v: float, lo: float, hi: float) -> float:
-    return PAD + (v - lo) / (hi - lo or 1) * (W - PAD - 10)
-
-
-def _sy(v: float, lo: float, hi: float) -> float:
-    return H - PAD - (v - lo) / (hi - lo or 1) * (H - PAD - 10)
-
-
-def _svg(parts: list[str], title: str, legend: list[tuple[str, str]]) -> Markup:
-    items = "".join(f'<g transform="translate({PAD + 8 + i * 130},{22})"><rect width="10" height="10" fill="{c}"/>'
-                    f'<text x="14" y="9" class="legend">{escape(name)}</text></g>' for i, (name, c) in enumerate(legend))
-    body = "".join(parts)
-    return Markup(f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}" class="chart">'
-                  f"<title>{escape(title)}</title>{body}{items}</svg>")
 
 
 def _short(name: str, limit: int = 36) -> str:
@@ -167,32 +133,3 @@ def cost_quality(points: list[dict[str, Any]], colors: dict[str, str]) -> Markup
         return svg_plot.to_svg(fig, title)
 
 
-def routing(policies: list[dict[str, Any]], marks: list[dict[str, Any]]) -> Markup:
-    """Accuracy against cost of every routing threshold (line), Pareto points, and marked policies."""
-    usable = [p for p in policies if p["cost_per_1k"] is not None]
-    if not usable:
-        return _svg(_frame("cost per 1k requests (USD)", "accuracy", [], []), "routing policies", [])
-    costs = [p["cost_per_1k"] for p in usable] + [m["cost"] for m in marks if m["cost"] is not None]
-    accs = [p["accuracy"] for p in usable] + [m["accuracy"] for m in marks]
-    c_lo, c_hi = 0.0, max(costs) * 1.1 or 1.0
-    a_lo, a_hi = max(0.0, min(accs) - 0.03), min(1.0, max(accs) + 0.03)
-    parts = _frame("cost per 1k requests (USD)", "accuracy",
-                   [(_sx(t, c_lo, c_hi), f"${t:,.3g}") for t in np.linspace(c_lo, c_hi, 5)],
-                   [(_sy(t, a_lo, a_hi), f"{t:.2f}") for t in np.linspace(a_lo, a_hi, 5)])
-    ordered = sorted(usable, key=lambda p: p["share_escalated"])
-    path = " ".join(f"{'M' if i == 0 else 'L'}{_sx(p['cost_per_1k'], c_lo, c_hi):.1f},{_sy(p['accuracy'], a_lo, a_hi):.1f}"
-                    for i, p in enumerate(ordered))
-    parts.append(f'<path d="{path}" fill="none" stroke="#a1a1aa" stroke-width="1.5"/>')
-    for p in usable:
-        if p["pareto"]:
-            parts.append(f'<circle cx="{_sx(p["cost_per_1k"], c_lo, c_hi):.1f}" cy="{_sy(p["accuracy"], a_lo, a_hi):.1f}" '
-                         f'r="3" fill="#2563eb"><title>escalate {p["share_escalated"]:.0%}: accuracy {p["accuracy"]:.3f}, '
-                         f'${p["cost_per_1k"]:.4f}/1k</title></circle>')
-    for i, m in enumerate(marks):
-        if m["cost"] is None:
-            continue
-        x, y = _sx(m["cost"], c_lo, c_hi), _sy(m["accuracy"], a_lo, a_hi)
-        parts.append(f'<rect x="{x - 5:.1f}" y="{y - 5:.1f}" width="10" height="10" fill="{PALETTE[(i + 1) % len(PALETTE)]}">'
-                     f'<title>{escape(m["label"])}: ${m["cost"]:.6f} per 1k, accuracy {m["accuracy"]:.3f}</title></rect>'
-                     f'<text x="{x + 8:.1f}" y="{y + 4 + (i % 2) * 10:.1f}" class="legend">{escape(m["label"])}</text>')
-    return _svg(parts, "routing policies: accuracy against cost", [("Pareto-optimal thresholds", "#2563eb")])

@@ -7,13 +7,13 @@ from typing import Any
 from markupsafe import Markup
 
 from evalkit.report.charts import PALETTE
-from evalkit.report.mpl_svg import figure, to_svg
 from evalkit.report.numbers import unit
+from evalkit.report.svg_plot import figure, to_svg
 
 
 def metric_chart(metric: str, runs: list[dict[str, Any]], models: list[str]) -> Markup:
     labels = [f"{r['started'][5:19]}\n{r['run_id'].rpartition('-')[2][:8]}" for r in runs]
-    with figure(6.4, 3.6) as (fig, ax):
+    with figure(640, 360) as (fig, ax):
         for i, model in enumerate(models):
             xs, ys, lo, hi = [], [], [], []
             for x, r in enumerate(runs):

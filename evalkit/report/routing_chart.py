@@ -8,14 +8,14 @@ from typing import Any
 
 from markupsafe import Markup
 
-from evalkit.report.mpl_svg import figure, to_svg
+from evalkit.report.svg_plot import figure, to_svg
 
 ROUTER, RANDOM, ORACLE, SMALL, LARGE, PICK = "#2563eb", "#71717a", "#059669", "#d97706", "#dc2626", "#7c3aed"
 
 
 def share_chart(gap: dict[str, Any], small: str, large: str) -> Markup:
     """Accuracy against the share of calls to ``large``: the router, the random router and the oracle."""
-    with figure() as (fig, ax):
+    with figure(640, 420) as (fig, ax):
         x, y = [100 * v for v in gap["curve"]["share"]], gap["curve"]["accuracy"]
         ax.plot(x, y, color=ROUTER, lw=2, label=f"confidence router (APGR {_num(gap['apgr'])})")
         ax.plot([0, 100], [gap["weak_accuracy"], gap["strong_accuracy"]], color=RANDOM, lw=1.5, ls="--",
@@ -39,7 +39,7 @@ def share_chart(gap: dict[str, Any], small: str, large: str) -> Markup:
 def cost_chart(policies: list[dict[str, Any]], marks: list[dict[str, Any]]) -> Markup:
     """Accuracy against cost per 1k requests: every threshold (line), the Pareto set (dots) and the marks."""
     usable = sorted((p for p in policies if p["cost_per_1k"] is not None), key=lambda p: p["share_escalated"])
-    with figure() as (fig, ax):
+    with figure(640, 420) as (fig, ax):
         if not usable:
             ax.text(.5, .5, "no cost data", ha="center", va="center", transform=ax.transAxes)
             return to_svg(fig, "routing policies: accuracy against cost")
