@@ -33,7 +33,7 @@ def reliability(model: str, color: str, confidence: FloatArray, correct: FloatAr
     against the diagonal; below, how many samples each bin holds, so a bin of 9 never looks as solid as one of 300."""
     title = f"reliability diagram: {model}"
     with svg_plot.figure(560, 420, rows=2, sharex=True, gridspec_kw={"height_ratios": [3, 1]}) as (fig, (ax, hist)):
-        ax.set_title(f"{_short(model)}: {len(confidence):,} answers with a confidence", loc="left")
+        ax.set_title(f"{_short(model, 24)}: {len(confidence):,} answers with a confidence", loc="left")
         ax.plot([0, 1], [0, 1], linestyle=(0, (4, 3)), color=svg_plot.MUTED, linewidth=1.2, label="perfect calibration")
         ax.set_ylim(0, 1.12)
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
@@ -66,6 +66,7 @@ def reliability(model: str, color: str, confidence: FloatArray, correct: FloatAr
             fig.legend(loc="outside lower center", ncols=3, handlelength=1.5)
         else:
             svg_plot.empty(ax, "no confidences")
+            hist.set_visible(False)  # no counts to show: no empty histogram axes either
         return svg_plot.to_svg(fig, title)
 
 

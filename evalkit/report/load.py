@@ -62,7 +62,7 @@ def latency_vs_rate(model: str, color: str, points: list[dict[str, Any]], slo_p9
     usable = [p for p in points if p["latency_ms_p99"] is not None]
     title = f"latency against arrival rate: {model}"
     with svg_plot.figure(560, 380) as (fig, ax):
-        ax.set_title(f"{model if len(model) <= 36 else model[:35] + '…'}: latency against asked rate", loc="left")
+        ax.set_title(f"{model if len(model) <= 28 else model[:27] + '…'}: latency against asked rate", loc="left")
         if not usable:
             svg_plot.empty(ax, "no successful requests")
             return svg_plot.to_svg(fig, title)
@@ -72,10 +72,10 @@ def latency_vs_rate(model: str, color: str, points: list[dict[str, Any]], slo_p9
                              label=label, linestyle=(0, tuple(float(d) for d in dash.split())) if dash else "-")
             svg_plot.tag(line, series=label)
         if slo_p99_ms is not None:
-            svg_plot.tag(ax.axhline(slo_p99_ms, color="#D55E00", linestyle=(0, (6, 4)), linewidth=1.5,
+            svg_plot.tag(ax.axhline(slo_p99_ms, color="#111827", linestyle=(0, (6, 4)), linewidth=1.5,
                                     label=f"SLO p99 {svg_plot.fmt('ms', slo_p99_ms)}"), slo=slo_p99_ms)
         if goodput_rps is not None:
-            svg_plot.tag(ax.axvline(goodput_rps, color="#009E73", linewidth=1.5, label=f"goodput {goodput_rps:g}/s"),
+            svg_plot.tag(ax.axvline(goodput_rps, color=svg_plot.MUTED, linewidth=1.5, label=f"goodput {goodput_rps:g}/s"),
                          goodput=goodput_rps)
         ax.set_xlim(0, max(p["rate_per_s"] for p in usable) * 1.05)
         ax.set_ylim(0, max([p["latency_ms_p99"] for p in usable] + [slo_p99_ms or 0.0]) * 1.1 or 1.0)
