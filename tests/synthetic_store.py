@@ -47,7 +47,8 @@ def build_store(path: Path, n: int, baseline: str = "frontier", candidate: str =
         store.insert_samples(pa.table({
             "run_id": [run_id] * n, "sample_id": ids, "position": np.arange(n, dtype=np.int32),
             "slice": slices.tolist(), "fields": ["{}"] * n, "messages": messages,
-            "target": [json.dumps(v) for v in label.tolist()]}, schema=SAMPLE_SCHEMA))
+            "target": [json.dumps(v) for v in label.tolist()],
+            "target_label": [json.dumps(v) for v in label.tolist()]}, schema=SAMPLE_SCHEMA))  # a label run
         for model, accuracy in ((baseline, 0.9), (candidate, 0.85)):
             store.upsert_run_model({"run_id": run_id, "model": model, "provider": "openai", "model_ref": model,
                                     "status": "complete", "wall_s": n / 50.0, "n_calls": n, "config": "{}"})
