@@ -3,11 +3,13 @@ batched into DuckDB here (so none of that runs on a model's timed event loop).""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import time
 from collections.abc import Callable
 from typing import Any
 
+from evalkit.scoring.worker import STOP_REQUESTED
 from evalkit.store.db import Store
 
 FLUSH_ROWS = 256
@@ -42,7 +44,14 @@ class ResultWriter:
         except queue.Empty:
             row = None
         while row is not None:
-            self.add(row())
+            try:
+                made = row()
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                if not STOP_REQUESTED.is_set():
+                    raise  # the Ctrl-C itself: the caller stops the run (and drains again, landing below)
+                made = None  # stopped while scoring it (user code asked to stop): not stored; --resume asks again
+            if made is not None:
+                self.add(made)
             try:
                 row = rows.get_nowait()
             except queue.Empty:
